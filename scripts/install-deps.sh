@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing snodebox needs on Debian
+# bookworm: host tools from Debian, and a Go toolchain new enough for go.mod
+# (Debian's own Go is older; with GOTOOLCHAIN=auto any Go >= 1.21 fetches the
+# exact toolchain go.mod names from the Go module proxy).
+set -euo pipefail
+
+need_pkgs=(
+	qemu-system-arm qemu-utils dosfstools mtools e2fsprogs kmod
+	device-tree-compiler u-boot-tools minisign iproute2 cpio xz-utils
+	ca-certificates curl
+)
+
+missing=()
+for p in "${need_pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+SUDO=
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "install-deps: installing ${missing[*]}"
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+go_ok() {
+	command -v go >/dev/null 2>&1 || return 1
+	local v
+	v=$(go env GOVERSION 2>/dev/null | sed 's/^go//')
+	[ -n "$v" ] || return 1
+	local major minor
+	major=${v%%.*}; minor=${v#*.}; minor=${minor%%.*}
+	[ "$major" -gt 1 ] || [ "$minor" -ge 21 ]
+}
+
+if ! go_ok; then
+	if [ -x /usr/local/go/bin/go ]; then
+		echo "install-deps: using /usr/local/go (add it to PATH)"
+	else
+		echo "install-deps: installing a Go toolchain from bookworm-backports"
+		echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee /etc/apt/sources.list.d/snodebox-backports.list >/dev/null
+		$SUDO apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports golang-go
+	fi
+fi
+echo "install-deps: ok"
