@@ -7,6 +7,9 @@ BUILD   := build
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/snodebox/snodebox/appliance/node.Version=$(VERSION)
 export GOTOOLCHAIN ?= auto
+# The machine's own Go (if any) first; Debian's backports Go otherwise. Either
+# fetches the exact toolchain go.mod names through the module proxy.
+export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: all deps build test bench run run-hosted devnet fuzz clean
 
