@@ -4,7 +4,8 @@
 // sockets. It keeps the HTTPS transport's semantics that callers depend on:
 // bodies are copied (no aliasing between nodes), an unknown or downed node
 // is peer.ErrUnreachable, a context deadline is peer.ErrTimeout, a caller the
-// receiver does not know gets 403, an unknown command 404.
+// receiver does not know gets 403, an unknown command 404, a panicking or
+// status-less handler 500.
 package memtransport
 
 import (
@@ -147,9 +148,7 @@ func (e *Endpoint) Call(ctx context.Context, to registry.Node, command string, b
 	in := append([]byte(nil), body...)
 	done := make(chan peer.Reply, 1)
 	go func() {
-		r := h(ctx, from, in)
-		r.Body = append([]byte(nil), r.Body...)
-		done <- r
+		done <- serve(ctx, h, from, in)
 	}()
 	select {
 	case r := <-done:
@@ -164,4 +163,20 @@ func ctxErr(to registry.Node, err error) error {
 		return fmt.Errorf("%w: %s: %v", peer.ErrTimeout, to, err)
 	}
 	return fmt.Errorf("%w: %s: %v", peer.ErrUnreachable, to, err)
+}
+
+// serve runs a handler as httpspeer's server does: a panic or a missing
+// status becomes a 500 instead of crashing the test binary.
+func serve(ctx context.Context, h peer.Handler, from ed25519.PublicKey, body []byte) (r peer.Reply) {
+	defer func() {
+		if v := recover(); v != nil {
+			r = peer.Reply{Status: http.StatusInternalServerError, Body: []byte("internal error")}
+		}
+	}()
+	r = h(ctx, from, body)
+	if r.Status < 100 || r.Status > 999 {
+		return peer.Reply{Status: http.StatusInternalServerError, Body: []byte("internal error")}
+	}
+	r.Body = append([]byte(nil), r.Body...)
+	return r
 }

@@ -80,6 +80,20 @@ func TestCallFailures(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+	t.Run("broken handlers answer 500", func(t *testing.T) {
+		b.Handle("panics", func(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
+			panic("bug")
+		})
+		b.Handle("nostatus", func(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
+			return peer.Reply{}
+		})
+		for _, cmd := range []string{"panics", "nostatus"} {
+			r, err := a.Call(context.Background(), node(2), cmd, nil)
+			if err != nil || r.Status != http.StatusInternalServerError {
+				t.Fatalf("%s: reply %v err %v", cmd, r, err)
+			}
+		}
+	})
 	t.Run("unknown caller is refused", func(t *testing.T) {
 		b.SetKnown(func(ed ed25519.PublicKey) bool { return ed[0] == 7 })
 		defer b.SetKnown(nil)

@@ -1,0 +1,268 @@
+package httpspeer
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/snodebox/snodebox/netstack/identity"
+	"github.com/snodebox/snodebox/netstack/peer"
+	"github.com/snodebox/snodebox/netstack/registry"
+)
+
+// testNode is one node: keys, its transport, and an HTTPS server configured
+// as appliance/node configures the real listener.
+type testNode struct {
+	keys  *identity.Keys
+	tr    *Transport
+	srv   *httptest.Server
+	conns atomic.Int64
+	rec   registry.Node
+}
+
+func newTestNode(t *testing.T, known func(ed25519.PublicKey) bool) *testNode {
+	t.Helper()
+	keys, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNode{keys: keys}
+	n.tr = New(Config{Keys: keys, Known: known, Logger: slog.New(slog.DiscardHandler)})
+	certs, err := keys.Certificates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.srv = httptest.NewUnstartedServer(n.tr)
+	n.srv.TLS = &tls.Config{Certificates: certs, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	n.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	n.srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			n.conns.Add(1)
+		}
+	}
+	n.srv.StartTLS()
+	t.Cleanup(func() { n.tr.CloseIdleConnections(); n.srv.Close() })
+	ap := netip.MustParseAddrPort(n.srv.Listener.Addr().String())
+	copy(n.rec.Ed25519[:], keys.Ed25519Pub)
+	n.rec.IP, n.rec.HTTPSPort = ap.Addr(), ap.Port()
+	return n
+}
+
+func everyone(ed25519.PublicKey) bool { return true }
+
+func TestCallCarriesVerifiedCallerKey(t *testing.T) {
+	a, b := newTestNode(t, everyone), newTestNode(t, everyone)
+	var from ed25519.PublicKey
+	b.tr.Handle(peer.CmdPing, func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
+		from = f
+		return peer.Reply{Status: http.StatusAccepted, Body: append([]byte("pong "), body...)}
+	})
+	r, err := a.tr.Call(context.Background(), b.rec, peer.CmdPing, []byte{0, 1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != http.StatusAccepted || !bytes.Equal(r.Body, []byte("pong \x00\x01\x02")) {
+		t.Fatalf("reply %d %q", r.Status, r.Body)
+	}
+	if !from.Equal(a.keys.Ed25519Pub) {
+		t.Fatalf("handler saw caller %x, want %x", []byte(from), []byte(a.keys.Ed25519Pub))
+	}
+}
+
+func TestKeepAliveReusesOneConnection(t *testing.T) {
+	a, b := newTestNode(t, everyone), newTestNode(t, everyone)
+	b.tr.Handle(peer.CmdPing, func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
+		return peer.Reply{Status: 200, Body: []byte("pong")}
+	})
+	for i := 0; i < 20; i++ {
+		if _, err := a.tr.Call(context.Background(), b.rec, peer.CmdPing, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := b.conns.Load(); got != 1 {
+		t.Fatalf("20 sequential calls opened %d connections, want 1", got)
+	}
+}
+
+func TestServerRefuses(t *testing.T) {
+	a := newTestNode(t, everyone)
+	// b only knows a node that is not a.
+	b := newTestNode(t, func(ed ed25519.PublicKey) bool { return ed[0] == 0xff && ed[1] == 0xff })
+	b.tr.Handle(peer.CmdPing, func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
+		return peer.Reply{Status: 200}
+	})
+	r, err := a.tr.Call(context.Background(), b.rec, peer.CmdPing, nil)
+	if err != nil || r.Status != http.StatusForbidden {
+		t.Fatalf("unknown caller: reply %d %q err %v, want 403", r.Status, r.Body, err)
+	}
+
+	// A client without a certificate (a Session client, a browser).
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Post(b.srv.URL+PathPrefix+peer.CmdPing, "application/octet-stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("no client certificate: %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestServerStatuses(t *testing.T) {
+	a, b := newTestNode(t, everyone), newTestNode(t, everyone)
+	b.tr.Handle("echo", func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
+		return peer.Reply{Status: 200, Body: body}
+	})
+	b.tr.Handle("broken", func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
+		var m map[string]int
+		m["x"]++ // a handler bug must not take the listener down
+		return peer.Reply{Status: 200}
+	})
+	b.tr.Handle("nostatus", func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
+		return peer.Reply{}
+	})
+	tests := []struct {
+		name    string
+		command string
+		body    []byte
+		status  int
+	}{
+		{"unknown command", "nope", nil, http.StatusNotFound},
+		{"largest body", "echo", make([]byte, MaxBodyBytes), http.StatusOK},
+		{"panicking handler", "broken", nil, http.StatusInternalServerError},
+		{"handler without status", "nostatus", nil, http.StatusInternalServerError},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := a.tr.Call(context.Background(), b.rec, tc.command, tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != tc.status {
+				t.Fatalf("status %d (%q), want %d", r.Status, r.Body, tc.status)
+			}
+		})
+	}
+	if _, err := a.tr.Call(context.Background(), b.rec, "echo", make([]byte, MaxBodyBytes+1)); err == nil {
+		t.Fatal("client sent a body over the limit")
+	}
+}
+
+func TestServerRejectsOversizeAndGET(t *testing.T) {
+	a, b := newTestNode(t, everyone), newTestNode(t, everyone)
+	b.tr.Handle("echo", func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
+		return peer.Reply{Status: 200, Body: body}
+	})
+	cert, err := a.keys.PeerCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}}}}
+	defer c.CloseIdleConnections()
+
+	// Chunked upload (no Content-Length) over the limit.
+	big := io.MultiReader(bytes.NewReader(make([]byte, MaxBodyBytes)), bytes.NewReader([]byte("x")))
+	resp, err := c.Post(b.srv.URL+PathPrefix+"echo", "application/octet-stream", big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversize chunked body: %d, want 413", resp.StatusCode)
+	}
+	resp, err = c.Get(b.srv.URL + PathPrefix + "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET: %d, want 405", resp.StatusCode)
+	}
+}
+
+func TestCallFailures(t *testing.T) {
+	a, b, c := newTestNode(t, everyone), newTestNode(t, everyone), newTestNode(t, everyone)
+	release := make(chan struct{})
+	b.tr.Handle("slow", func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return peer.Reply{Status: 200}
+	})
+	defer close(release)
+
+	t.Run("wrong identity at the address is unreachable", func(t *testing.T) {
+		imposter := b.rec
+		imposter.Ed25519 = c.rec.Ed25519 // registry says c lives at b's address
+		_, err := a.tr.Call(context.Background(), imposter, "slow", nil)
+		if !errors.Is(err, peer.ErrUnreachable) {
+			t.Fatalf("err = %v, want ErrUnreachable", err)
+		}
+	})
+	t.Run("closed port is unreachable", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone := c.rec
+		ap := netip.MustParseAddrPort(ln.Addr().String())
+		ln.Close()
+		gone.HTTPSPort = ap.Port()
+		_, err = a.tr.Call(context.Background(), gone, peer.CmdPing, nil)
+		if !errors.Is(err, peer.ErrUnreachable) {
+			t.Fatalf("err = %v, want ErrUnreachable", err)
+		}
+	})
+	t.Run("no address is unreachable", func(t *testing.T) {
+		_, err := a.tr.Call(context.Background(), registry.Node{}, peer.CmdPing, nil)
+		if !errors.Is(err, peer.ErrUnreachable) {
+			t.Fatalf("err = %v, want ErrUnreachable", err)
+		}
+	})
+	t.Run("deadline is a timeout", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err := a.tr.Call(ctx, b.rec, "slow", nil)
+		if !errors.Is(err, peer.ErrTimeout) {
+			t.Fatalf("err = %v, want ErrTimeout", err)
+		}
+	})
+}
+
+func TestAddressChangeGetsNewPool(t *testing.T) {
+	a, b := newTestNode(t, everyone), newTestNode(t, everyone)
+	b.tr.Handle(peer.CmdPing, func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
+		return peer.Reply{Status: 200, Body: []byte("b")}
+	})
+	if _, err := a.tr.Call(context.Background(), b.rec, peer.CmdPing, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The same identity now serves from a second listener (a node that
+	// moved): calls follow the registry's new address.
+	b2 := httptest.NewUnstartedServer(b.tr)
+	b2.TLS = b.srv.TLS
+	b2.StartTLS()
+	defer b2.Close()
+	moved := b.rec
+	ap := netip.MustParseAddrPort(b2.Listener.Addr().String())
+	moved.HTTPSPort = ap.Port()
+	b.srv.Close()
+	r, err := a.tr.Call(context.Background(), moved, peer.CmdPing, nil)
+	if err != nil || string(r.Body) != "b" {
+		t.Fatalf("after move: %v %q", err, r.Body)
+	}
+}
