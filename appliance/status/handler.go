@@ -1,0 +1,183 @@
+package status
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/snodebox/snodebox/board"
+	"github.com/snodebox/snodebox/board/sim"
+)
+
+// MaxHold bounds a simulated button hold; anything longer is a typo.
+const MaxHold = 2 * time.Minute
+
+// Handler serves the status page:
+//
+//	GET  /             HTML for people
+//	GET  /status.json  the Report as JSON
+//	GET  /metrics      Prometheus text format
+//
+// and, when sim is not nil (hosted mode), the simulated board:
+//
+//	POST /api/button   {"hold_ms": N} or {"power": true} (JSON or a form)
+//	GET  /api/led      {"led": "healthy", "history": [...]}
+func Handler(src Source, sim *sim.Board) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		servePage(w, src.Report(), sim != nil)
+	})
+	mux.HandleFunc("GET /status.json", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, src.Report())
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		WriteMetrics(w, src.Report())
+	})
+	if sim != nil {
+		mux.HandleFunc("POST /api/button", func(w http.ResponseWriter, r *http.Request) { button(w, r, sim) })
+		mux.HandleFunc("GET /api/led", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, ledReply{LED: sim.LED().String(), History: history(sim.History())})
+		})
+	}
+	return mux
+}
+
+type ledReply struct {
+	LED     string      `json:"led"`
+	History []ledChange `json:"history"`
+}
+
+type ledChange struct {
+	State string    `json:"state"`
+	At    time.Time `json:"at"`
+}
+
+func history(h []board.LEDChange) []ledChange {
+	out := make([]ledChange, len(h))
+	for i, c := range h {
+		out[i] = ledChange{State: c.State.String(), At: c.At}
+	}
+	return out
+}
+
+// ButtonRequest is the body of POST /api/button.
+type ButtonRequest struct {
+	HoldMS *int64 `json:"hold_ms"`
+	Power  bool   `json:"power"`
+}
+
+// ButtonReply says what the press did.
+type ButtonReply struct {
+	Action string `json:"action"` // "" when the press completed no gesture
+	Armed  bool   `json:"factory_reset_armed"`
+	LED    string `json:"led"`
+}
+
+func button(w http.ResponseWriter, r *http.Request, b *sim.Board) {
+	req, form, err := readButton(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	var rep ButtonReply
+	switch {
+	case req.Power:
+		b.PowerKey()
+		rep.Action = board.ActionPowerOff.String()
+	default:
+		if a, ok := b.Press(time.Duration(*req.HoldMS) * time.Millisecond); ok {
+			rep.Action = a.String()
+		}
+	}
+	rep.Armed = b.FactoryResetArmed()
+	rep.LED = b.LED().String()
+	slog.Info("simulated button", "power", req.Power, "hold_ms", req.HoldMS, "action", rep.Action, "armed", rep.Armed)
+	if form {
+		// The page's no-JavaScript forms land back on the page.
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func readButton(r *http.Request) (ButtonRequest, bool, error) {
+	var req ButtonRequest
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	form := ct == "application/x-www-form-urlencoded"
+	if form {
+		r.Body = http.MaxBytesReader(nil, r.Body, 4096)
+		if err := r.ParseForm(); err != nil {
+			return req, form, fmt.Errorf("read form: %w", err)
+		}
+		req.Power = r.PostForm.Get("power") == "true"
+		if v := r.PostForm.Get("hold_ms"); v != "" {
+			var ms int64
+			if _, err := fmt.Sscan(v, &ms); err != nil {
+				return req, form, fmt.Errorf("hold_ms %q is not a number", v)
+			}
+			req.HoldMS = &ms
+		}
+	} else {
+		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return req, form, fmt.Errorf(`body must be {"hold_ms": N} or {"power": true}: %w`, err)
+		}
+	}
+	switch {
+	case req.Power && req.HoldMS != nil:
+		return req, form, errors.New("give hold_ms or power, not both")
+	case req.Power:
+	case req.HoldMS == nil:
+		return req, form, errors.New(`body must be {"hold_ms": N} or {"power": true}`)
+	case *req.HoldMS < 0 || time.Duration(*req.HoldMS)*time.Millisecond > MaxHold:
+		return req, form, fmt.Errorf("hold_ms must be between 0 and %d", MaxHold.Milliseconds())
+	}
+	return req, form, nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// LANOnly lets through only clients on loopback, private (RFC 1918, ULA) or
+// link-local addresses and answers everyone else 403: the status page shows
+// the node's keys and logs and has no login. Callers that want the page
+// public (snode.status_lan_only=0) simply do not wrap.
+func LANOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !LANAddr(r.RemoteAddr) {
+			http.Error(w, "403 forbidden: the status page only answers the local network", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// LANAddr reports whether a "host:port" (or bare host) is a local-network client.
+func LANAddr(remote string) bool {
+	host := remote
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		host = h
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast()
+}
