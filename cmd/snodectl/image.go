@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/snodebox/snodebox/image/assemble"
+	"github.com/snodebox/snodebox/image/debpkg"
+)
+
+func init() {
+	commands["image"] = imageCmd
+}
+
+func imageUsage() error {
+	return errors.New(`usage: snodectl image <lock|fetch|initramfs|kernel> [flags]
+  lock [--refresh]                          check (or re-resolve and rewrite) image/debian.lock
+  fetch [--all]                             download and verify the pinned packages into build/debian
+  initramfs --board B --out FILE [--snoded PATH]
+  kernel --board B --out FILE [--dtb-out FILE]
+boards: qemu-arm64, rpi3, rpi4`)
+}
+
+func imageCmd(args []string) error {
+	if len(args) == 0 {
+		return imageUsage()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "lock":
+		return imageLock(ctx, args[1:])
+	case "fetch":
+		return imageFetch(ctx, args[1:])
+	case "initramfs":
+		return imageInitramfs(ctx, args[1:])
+	case "kernel":
+		return imageKernel(ctx, args[1:])
+	}
+	return imageUsage()
+}
+
+func newBuilder(repo string) (*assemble.Builder, error) {
+	if repo == "" {
+		r, err := assemble.FindRepo("")
+		if err != nil {
+			return nil, err
+		}
+		repo = r
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return assemble.New(repo, log, os.Stderr), nil
+}
+
+func imageLock(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("snodectl image lock", flag.ContinueOnError)
+	refresh := fs.Bool("refresh", false, "re-resolve every package against the archive and rewrite the lock")
+	repo := fs.String("repo", "", "repository root (default: found from the working directory)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := newBuilder(*repo)
+	if err != nil {
+		return err
+	}
+	if *refresh {
+		l, err := b.Cache.Resolve(ctx)
+		if err != nil {
+			return err
+		}
+		if err := l.Write(b.Paths.Lock()); err != nil {
+			return err
+		}
+		os.Stdout.Write(l.Bytes())
+		return nil
+	}
+	l, err := debpkg.ReadLock(b.Paths.Lock())
+	if err != nil {
+		return err
+	}
+	os.Stdout.Write(l.Bytes())
+	return nil
+}
+
+func imageFetch(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("snodectl image fetch", flag.ContinueOnError)
+	all := fs.Bool("all", false, "also fetch packages only later image work uses (u-boot)")
+	repo := fs.String("repo", "", "repository root")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := newBuilder(*repo)
+	if err != nil {
+		return err
+	}
+	l, err := b.Lock()
+	if err != nil {
+		return err
+	}
+	for _, p := range l.Pins {
+		if p.Role == debpkg.RoleUBoot && !*all {
+			continue
+		}
+		path, err := b.Cache.Fetch(ctx, p)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s %s %s\n", p.Name, p.Version, path)
+	}
+	return nil
+}
+
+func imageInitramfs(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("snodectl image initramfs", flag.ContinueOnError)
+	board := fs.String("board", "qemu-arm64", "board: qemu-arm64, rpi3, rpi4")
+	out := fs.String("out", "", "output file (gzip-compressed newc cpio); required")
+	snoded := fs.String("snoded", "", "prebuilt static arm64 snoded (default: build it)")
+	repo := fs.String("repo", "", "repository root")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("--out FILE is required")
+	}
+	b, err := newBuilder(*repo)
+	if err != nil {
+		return err
+	}
+	st, err := b.Initramfs(ctx, *board, *snoded, *out)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: board %s kernel %s, %d modules, %d files, %d bytes raw, %d bytes gzip\n",
+		*out, *board, st.Kernel, st.Modules, st.Files, st.RawBytes, st.GzipBytes)
+	return nil
+}
+
+func imageKernel(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("snodectl image kernel", flag.ContinueOnError)
+	board := fs.String("board", "qemu-arm64", "board: qemu-arm64, rpi3, rpi4")
+	out := fs.String("out", "", "output file for the arm64 kernel Image; required")
+	dtbOut := fs.String("dtb-out", "", "output file for the board's device tree (rpi3, rpi4)")
+	repo := fs.String("repo", "", "repository root")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("--out FILE is required")
+	}
+	b, err := newBuilder(*repo)
+	if err != nil {
+		return err
+	}
+	kver, err := b.Kernel(ctx, *board, *out, *dtbOut)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: kernel %s\n", *out, kver)
+	if *dtbOut != "" {
+		fmt.Printf("%s: device tree for %s\n", *dtbOut, *board)
+	}
+	return nil
+}
