@@ -456,4 +456,3 @@ func TestDevnetRegistryOverHTTP(t *testing.T) {
 		t.Fatalf("bad announce: HTTP %d", resp.StatusCode)
 	}
 }
-
