@@ -1,0 +1,244 @@
+package board
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// LEDDriver puts patterns on a physical LED.
+type LEDDriver interface {
+	Show(Pattern) error
+	Flicker() error
+	Close() error
+}
+
+// HardwareConfig describes a real board (Raspberry Pi, QEMU virt).
+type HardwareConfig struct {
+	Info Info
+	Root Root
+	// LED drives the status LED; nil: the board has none we can drive
+	// (QEMU), and Console is how the state is shown.
+	LED LEDDriver
+	// Console gets "snodebox: led STATE" on every LED change (nil: none).
+	Console io.Writer
+	// Watchdog is the watchdog device ("" = Root.Dev/watchdog).
+	Watchdog string
+	// ScanFor is how long after start new input devices are looked for
+	// (modules may still be loading); 0 means 2 minutes.
+	ScanFor time.Duration
+	Log     *slog.Logger
+}
+
+// Hardware is a board with real devices: sysfs LED, evdev buttons,
+// /dev/watchdog, device-tree identity and thermal zone.
+type Hardware struct {
+	cfg     HardwareConfig
+	log     *slog.Logger
+	mu      sync.Mutex
+	led     LEDState
+	actions chan Action
+	input   *inputWatcher
+}
+
+// NewHardware starts a board on real devices.
+func NewHardware(cfg HardwareConfig) *Hardware {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Watchdog == "" {
+		cfg.Watchdog = filepath.Join(cfg.Root.Dev, "watchdog")
+	}
+	if cfg.ScanFor == 0 {
+		cfg.ScanFor = 2 * time.Minute
+	}
+	h := &Hardware{cfg: cfg, log: cfg.Log, actions: make(chan Action, 16)}
+	h.led = -1 // so the first SetLED always shows
+	h.input = newInputWatcher(cfg.Root, h.emit, cfg.Log)
+	go h.input.run(cfg.ScanFor)
+	return h
+}
+
+func (h *Hardware) emit(a Action) {
+	h.log.Info("button", "action", a.String())
+	select {
+	case h.actions <- a:
+	default:
+		h.log.Warn("button action dropped: nobody is reading", "action", a.String())
+	}
+}
+
+func (h *Hardware) Info() Info { return h.cfg.Info }
+
+func (h *Hardware) SetLED(s LEDState) error {
+	p, err := PatternFor(s)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s == h.led {
+		return nil
+	}
+	h.led = s
+	if h.cfg.Console != nil {
+		fmt.Fprintf(h.cfg.Console, "snodebox: led %s\n", s)
+	}
+	if h.cfg.LED != nil {
+		if err := h.cfg.LED.Show(p); err != nil {
+			return fmt.Errorf("show LED %s: %w", s, err)
+		}
+	}
+	return nil
+}
+
+func (h *Hardware) LED() LEDState {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.led < 0 {
+		return LEDBooting
+	}
+	return h.led
+}
+
+func (h *Hardware) Traffic() {
+	if h.cfg.LED == nil || h.LED() != LEDHealthy {
+		return
+	}
+	// Flicker is rate-limited inside and never blocks on timing.
+	h.cfg.LED.Flicker()
+}
+
+func (h *Hardware) Actions() <-chan Action { return h.actions }
+
+func (h *Hardware) OpenWatchdog() (Watchdog, error) {
+	w, err := OpenDevWatchdog(h.cfg.Watchdog, WatchdogTimeout)
+	if err != nil {
+		return nil, err
+	}
+	h.log.Info("watchdog opened", "dev", h.cfg.Watchdog, "timeout", w.Timeout)
+	return w, nil
+}
+
+func (h *Hardware) Temperature() (float64, bool) { return ReadTemperature(h.cfg.Root) }
+
+func (h *Hardware) Close() error {
+	h.input.close()
+	if h.cfg.LED != nil {
+		return h.cfg.LED.Close()
+	}
+	return nil
+}
+
+// inputWatcher finds button and power-key devices and reads them.
+type inputWatcher struct {
+	root  Root
+	keys  *keyHandler
+	log   *slog.Logger
+	mu    sync.Mutex
+	open  map[string]*os.File
+	stop  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
+	found chan struct{} // closed when the first device is opened (tests wait on it)
+	fOnce sync.Once
+}
+
+func newInputWatcher(r Root, emit func(Action), log *slog.Logger) *inputWatcher {
+	return &inputWatcher{
+		root: r, log: log, open: map[string]*os.File{},
+		keys: &keyHandler{gestures: NewGestures(), emit: emit},
+		stop: make(chan struct{}), found: make(chan struct{}),
+	}
+}
+
+// run scans now and then every 2 s for scanFor: gpio_keys and evdev are
+// modules and their devices show up when PID 1 gets to loading them.
+func (iw *inputWatcher) run(scanFor time.Duration) {
+	deadline := time.Now().Add(scanFor)
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		iw.scan()
+		if time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-iw.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (iw *inputWatcher) scan() {
+	devs, err := ListInputDevices(iw.root.Sys, iw.root.Dev)
+	if err != nil {
+		iw.log.Debug("list input devices", "err", err)
+		return
+	}
+	for _, d := range devs {
+		power, button := d.Role()
+		if !power && !button {
+			continue
+		}
+		iw.mu.Lock()
+		_, seen := iw.open[d.Event]
+		iw.mu.Unlock()
+		if seen {
+			continue
+		}
+		f, err := os.Open(d.Node)
+		if err != nil {
+			iw.log.Debug("open input device", "dev", d.Node, "err", err)
+			continue
+		}
+		iw.mu.Lock()
+		select {
+		case <-iw.stop:
+			iw.mu.Unlock()
+			f.Close()
+			return
+		default:
+		}
+		iw.open[d.Event] = f
+		iw.wg.Add(1)
+		iw.mu.Unlock()
+		iw.log.Info("input device", "dev", d.Node, "name", d.Name, "power_key", power, "button", button)
+		iw.fOnce.Do(func() { close(iw.found) })
+		go iw.read(d, f)
+	}
+}
+
+func (iw *inputWatcher) read(d InputDevice, f *os.File) {
+	defer iw.wg.Done()
+	err := ReadInputEvents(f, iw.keys.handle)
+	select {
+	case <-iw.stop:
+	default:
+		if !errors.Is(err, os.ErrClosed) {
+			iw.log.Warn("input device stopped", "dev", d.Node, "err", err)
+		}
+		iw.mu.Lock()
+		delete(iw.open, d.Event) // a later scan may find it again
+		iw.mu.Unlock()
+		f.Close()
+	}
+}
+
+func (iw *inputWatcher) close() {
+	iw.once.Do(func() {
+		iw.mu.Lock()
+		close(iw.stop)
+		for _, f := range iw.open {
+			f.Close()
+		}
+		iw.mu.Unlock()
+		iw.wg.Wait()
+	})
+}
