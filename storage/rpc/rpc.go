@@ -5,9 +5,7 @@ package rpc
 
 import (
 	"context"
-	"crypto/ed25519"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/snodebox/snodebox/netstack/identity"
@@ -70,7 +68,8 @@ type Config struct {
 
 // Server answers storage RPC requests.
 type Server struct {
-	cfg Config
+	cfg     Config
+	limiter *limiter
 }
 
 // New makes a Server.
@@ -81,24 +80,5 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg}
-}
-
-// ServeHTTP serves POST /storage_rpc/v1.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	http.Error(w, "storage RPC not built yet", http.StatusServiceUnavailable)
-}
-
-// Invoke runs one JSON client request (`{"method","params"}`) as the onion
-// final destination does: no rate limit, no HTTP. It returns the status, the
-// body, and whether the body is JSON (else plain text).
-func (s *Server) Invoke(ctx context.Context, body []byte) (status int, out []byte, isJSON bool) {
-	return http.StatusServiceUnavailable, []byte("storage RPC not built yet"), false
-}
-
-// HandleStorageCC is the receiving side of sn.storage_cc (spec §6.4): body is
-// the bt list [method, bt params]; the reply body is the bt result dict, or
-// a failure status with its reason.
-func (s *Server) HandleStorageCC(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
-	return peer.Reply{Status: http.StatusServiceUnavailable, Body: []byte("storage RPC not built yet")}
+	return &Server{cfg: cfg, limiter: newLimiter(cfg.RateLimit)}
 }
