@@ -1,10 +1,36 @@
 // Package msgstore is the bbolt message engine behind storage.Store, built
 // for SD cards: concurrent stores share fsyncs, indexes serve retrieval in
 // insertion order and expiry pruning, and a size cap fails stores cleanly.
+//
+// Layout (all integers big-endian so byte order is numeric order):
+//
+//	msg  hash(43)                               → seq | ts | expiry | owner(33) | ns | data
+//	box  pos(8) | owner(33) | ns^0x8000 | seq   → hash
+//	exp  expiry^1<<63 | seq                     → hash
+//	rev  owner(33)                              → [at(8) | len(2) | token]… oldest first
+//	meta "seq", "messages", "accounts"          → u64
+//
+// The box key starts with the owner's swarm position (spec §6.1), so one
+// index serves both retrieval (prefix pos|owner|ns, in insertion order) and
+// the ring-range walks of swarm handover (ForEach, DropRange). seq is a
+// global insertion counter: it orders a namespace's messages like the
+// reference server's SQLite row id.
 package msgstore
 
 import (
+	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/snodebox/snodebox/storage"
 )
@@ -15,9 +41,1183 @@ const DefaultCapBytes int64 = 24 << 30
 // Options tune the engine.
 type Options struct {
 	CapBytes int64 // 0 = DefaultCapBytes
+
+	// boltBatch routes writes through bbolt's DB.Batch instead of the
+	// engine's commit queue; only the comparison benchmark sets it.
+	boltBatch bool
 }
+
+const (
+	// pruneChunk bounds the deletions of one pruning or range-drop
+	// transaction so concurrent stores never wait behind a long one.
+	pruneChunk = 1000
+	// maxQueueOps and maxQueueBytes bound one group commit: enough to
+	// amortise the fsync, small enough that one commit stays short.
+	maxQueueOps   = 512
+	maxQueueBytes = 16 << 20
+	// batchChunk is how many messages of a StoreBatch go in one operation.
+	batchChunk = 500
+	// walkBatch is how many messages ForEach reads per read transaction;
+	// callbacks run outside it so a slow peer never pins old pages.
+	walkBatch = 256
+	// MaxRevoked is the per-account revocation list length (spec §4.9).
+	MaxRevoked = 50
+	// perMessageOverhead estimates the index entries and page slack one
+	// message adds beyond its data, for the size cap check.
+	perMessageOverhead = 512
+)
+
+var (
+	bktMsg  = []byte("msg")
+	bktBox  = []byte("box")
+	bktExp  = []byte("exp")
+	bktRev  = []byte("rev")
+	bktMeta = []byte("meta")
+
+	keySeq      = []byte("seq")
+	keyMessages = []byte("messages")
+	keyAccounts = []byte("accounts")
+)
+
+// Store is the bbolt engine. Use Open.
+type Store struct {
+	db       *bolt.DB
+	path     string
+	capBytes int64
+	batch    bool
+
+	queue chan *op
+	stop  chan struct{}
+	done  chan struct{}
+
+	// gate: calls in flight, so Close can wait for them without a lock
+	// that a ForEach callback re-entering the store could deadlock on.
+	gateMu  sync.Mutex
+	active  int
+	closing bool
+	idle    chan struct{}
+
+	// Growth accounting of the open write transaction (only the single
+	// bbolt writer touches these).
+	curTx    *bolt.Tx
+	txGrowth int64
+
+	fsyncs    atomic.Int64
+	stores    atomic.Int64
+	pruned    atomic.Int64
+	lastPrune atomic.Int64
+}
+
+var _ storage.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database file at path.
 func Open(path string, opts Options) (storage.Store, error) {
-	return nil, errors.New("msgstore not built yet")
+	return open(path, opts)
+}
+
+func open(path string, opts Options) (*Store, error) {
+	if opts.CapBytes <= 0 {
+		opts.CapBytes = DefaultCapBytes
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		// Another snoded on the same data dir must fail, not hang.
+		Timeout: 2 * time.Second,
+		// The hashmap freelist allocates in O(1) however fragmented a
+		// multi-gigabyte file gets; the array one degrades linearly.
+		FreelistType: bolt.FreelistMapType,
+		// Not writing the freelist on every commit saves a page write
+		// (and flash wear) per fsync; the cost is a scan of the file to
+		// rebuild it at open, once per boot.
+		NoFreelistSync: true,
+		// Readers hold the mmap lock, and a remap to grow the file waits
+		// for all of them. Mapping 1 GiB of address space up front (free
+		// on arm64; the file itself grows only as written) means stores
+		// don't stall behind long retrieves until the DB passes that.
+		InitialMmapSize: 1 << 30,
+		// NoSync stays false: a Store returns only after fdatasync.
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open message db %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bktMsg, bktBox, bktExp, bktRev, bktMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("bucket %s: %w", b, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init message db %s: %w", path, err)
+	}
+	s := &Store{
+		db: db, path: path, capBytes: opts.CapBytes, batch: opts.boltBatch,
+		queue: make(chan *op, maxQueueOps),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+		idle:  make(chan struct{}),
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+// ---- encodings ----
+
+const hashLen = 43
+
+func nsKey(ns storage.Namespace) uint16 { return uint16(ns) ^ 0x8000 }
+func nsFromKey(k uint16) storage.Namespace {
+	return storage.Namespace(int16(k ^ 0x8000))
+}
+
+func ownerPrefix(a storage.Account) []byte {
+	k := make([]byte, 8+33, 8+33+2+8)
+	binary.BigEndian.PutUint64(k, storage.Position(a.Key))
+	k[8] = a.Type
+	copy(k[9:], a.Key[:])
+	return k
+}
+
+func boxPrefix(a storage.Account, ns storage.Namespace) []byte {
+	return binary.BigEndian.AppendUint16(ownerPrefix(a), nsKey(ns))
+}
+
+func boxKey(a storage.Account, ns storage.Namespace, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(boxPrefix(a, ns), seq)
+}
+
+func expKey(expiry int64, seq uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, uint64(expiry)^1<<63)
+	binary.BigEndian.PutUint64(k[8:], seq)
+	return k
+}
+
+// record is a decoded msg value.
+type record struct {
+	seq uint64
+	m   storage.Message
+}
+
+const recHeader = 8 + 8 + 8 + 33 + 2
+
+func encodeRecord(seq uint64, m storage.Message) []byte {
+	v := make([]byte, recHeader, recHeader+len(m.Data))
+	binary.BigEndian.PutUint64(v[0:], seq)
+	binary.BigEndian.PutUint64(v[8:], uint64(m.Timestamp))
+	binary.BigEndian.PutUint64(v[16:], uint64(m.Expiry))
+	v[24] = m.Owner.Type
+	copy(v[25:57], m.Owner.Key[:])
+	binary.BigEndian.PutUint16(v[57:], uint16(m.Namespace))
+	return append(v, m.Data...)
+}
+
+// decodeRecord copies everything out of v (bbolt memory is only valid
+// inside the transaction).
+func decodeRecord(hash []byte, v []byte) (record, error) {
+	if len(v) < recHeader {
+		return record{}, fmt.Errorf("message %s: record of %d bytes is truncated", hash, len(v))
+	}
+	var r record
+	r.seq = binary.BigEndian.Uint64(v[0:])
+	r.m.Hash = string(hash)
+	r.m.Timestamp = int64(binary.BigEndian.Uint64(v[8:]))
+	r.m.Expiry = int64(binary.BigEndian.Uint64(v[16:]))
+	r.m.Owner.Type = v[24]
+	copy(r.m.Owner.Key[:], v[25:57])
+	r.m.Namespace = storage.Namespace(int16(binary.BigEndian.Uint16(v[57:])))
+	r.m.Data = bytes.Clone(v[recHeader:])
+	if r.m.Data == nil {
+		r.m.Data = []byte{}
+	}
+	return r, nil
+}
+
+// ---- the call gate ----
+
+func (s *Store) enter(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.gateMu.Lock()
+	defer s.gateMu.Unlock()
+	if s.closing {
+		return storage.ErrClosed
+	}
+	s.active++
+	return nil
+}
+
+func (s *Store) leave() {
+	s.gateMu.Lock()
+	defer s.gateMu.Unlock()
+	s.active--
+	if s.closing && s.active == 0 {
+		close(s.idle)
+	}
+}
+
+// Close waits for calls in flight, stops the commit queue and closes the
+// file. Calls that start after Close began get storage.ErrClosed.
+func (s *Store) Close() error {
+	s.gateMu.Lock()
+	if s.closing {
+		s.gateMu.Unlock()
+		return nil
+	}
+	s.closing = true
+	wait := s.active > 0
+	s.gateMu.Unlock()
+	if wait {
+		<-s.idle
+	}
+	close(s.stop)
+	<-s.done
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close message db %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// ---- writes: the commit queue ----
+
+// op is one write. fn runs inside a write transaction shared with other
+// ops; it reports its own outcome through its closure and returns an error
+// only when the transaction must be abandoned. It may run more than once
+// (after a batch failure it is retried alone), so it must set its results
+// from scratch each time. after runs once the commit reached the disk.
+type op struct {
+	fn    func(tx *bolt.Tx) error
+	after func()
+	size  int
+	err   chan error
+}
+
+// write runs fn in a durable write transaction.
+func (s *Store) write(size int, fn func(tx *bolt.Tx) error, after func()) error {
+	if s.batch {
+		if err := s.db.Batch(func(tx *bolt.Tx) error {
+			s.beginTx(tx)
+			return fn(tx)
+		}); err != nil {
+			return err
+		}
+		s.fsyncs.Add(1) // an over-count when calls shared a commit; benchmarks only
+		if after != nil {
+			after()
+		}
+		return nil
+	}
+	o := &op{fn: fn, after: after, size: size, err: make(chan error, 1)}
+	select {
+	case s.queue <- o:
+	case <-s.stop:
+		return storage.ErrClosed
+	}
+	return <-o.err
+}
+
+// commitLoop is group commit without a timer: while one transaction is
+// being written and fsynced, new writes queue up, and the next transaction
+// takes all of them. A lone writer therefore commits at once, and under
+// load the fsync cost is shared by everyone who arrived during the last one.
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	for {
+		var first *op
+		select {
+		case first = <-s.queue:
+		case <-s.stop:
+			// The gate guarantees no writer is left waiting.
+			return
+		}
+		ops := []*op{first}
+		size := first.size
+	drain:
+		for len(ops) < maxQueueOps && size < maxQueueBytes {
+			select {
+			case o := <-s.queue:
+				ops = append(ops, o)
+				size += o.size
+			default:
+				break drain
+			}
+		}
+		s.commit(ops)
+	}
+}
+
+func (s *Store) commit(ops []*op) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		s.beginTx(tx)
+		for _, o := range ops {
+			if err := o.fn(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		s.fsyncs.Add(1)
+		for _, o := range ops {
+			if o.after != nil {
+				o.after()
+			}
+			o.err <- nil
+		}
+		return
+	}
+	if len(ops) == 1 {
+		ops[0].err <- err
+		return
+	}
+	// One op broke the shared transaction: retry each alone so only the
+	// culprit sees the error.
+	for _, o := range ops {
+		s.commit([]*op{o})
+	}
+}
+
+func (s *Store) beginTx(tx *bolt.Tx) {
+	if s.curTx != tx {
+		s.curTx = tx
+		s.txGrowth = 0
+	}
+}
+
+// ---- transaction helpers ----
+
+type meta struct {
+	seq, messages, accounts uint64
+}
+
+func getU64(b *bolt.Bucket, k []byte) uint64 {
+	if v := b.Get(k); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func putU64(b *bolt.Bucket, k []byte, x uint64) error {
+	return b.Put(k, binary.BigEndian.AppendUint64(nil, x))
+}
+
+// wtx is one op's view of a write transaction.
+type wtx struct {
+	s                  *Store
+	tx                 *bolt.Tx
+	msg, box, exp, met *bolt.Bucket
+	meta               meta
+	inserted           int64
+}
+
+func (s *Store) wtx(tx *bolt.Tx) *wtx {
+	w := &wtx{s: s, tx: tx, msg: tx.Bucket(bktMsg), box: tx.Bucket(bktBox), exp: tx.Bucket(bktExp), met: tx.Bucket(bktMeta)}
+	w.meta = meta{getU64(w.met, keySeq), getU64(w.met, keyMessages), getU64(w.met, keyAccounts)}
+	return w
+}
+
+func (w *wtx) save() error {
+	if err := putU64(w.met, keySeq, w.meta.seq); err != nil {
+		return err
+	}
+	if err := putU64(w.met, keyMessages, w.meta.messages); err != nil {
+		return err
+	}
+	return putU64(w.met, keyAccounts, w.meta.accounts)
+}
+
+// full reports whether adding need bytes would pass the cap. Used space is
+// the file's high-water mark minus the free pages bbolt will reuse, plus
+// what this transaction has added so far.
+func (w *wtx) full(need int64) bool {
+	st := w.s.db.Stats()
+	pageSize := int64(w.s.db.Info().PageSize)
+	used := w.tx.Size() - int64(st.FreePageN+st.PendingPageN)*pageSize + w.s.txGrowth
+	return used+need > w.s.capBytes
+}
+
+func need(m storage.Message) int64 { return int64(len(m.Data)) + perMessageOverhead }
+
+func hasPrefix(c *bolt.Cursor, prefix []byte) bool {
+	k, _ := c.Seek(prefix)
+	return k != nil && bytes.HasPrefix(k, prefix)
+}
+
+// insert adds a new message (the caller checked it is not stored).
+func (w *wtx) insert(m storage.Message) error {
+	owner := ownerPrefix(m.Owner)
+	if !hasPrefix(w.box.Cursor(), owner) {
+		w.meta.accounts++
+	}
+	w.meta.seq++
+	seq := w.meta.seq
+	if err := w.msg.Put([]byte(m.Hash), encodeRecord(seq, m)); err != nil {
+		return fmt.Errorf("put message: %w", err)
+	}
+	if err := w.box.Put(boxKey(m.Owner, m.Namespace, seq), []byte(m.Hash)); err != nil {
+		return fmt.Errorf("put box index: %w", err)
+	}
+	if err := w.exp.Put(expKey(m.Expiry, seq), []byte(m.Hash)); err != nil {
+		return fmt.Errorf("put expiry index: %w", err)
+	}
+	w.meta.messages++
+	w.inserted++
+	w.s.txGrowth += need(m)
+	return nil
+}
+
+func (w *wtx) get(hash string) (record, bool, error) {
+	v := w.msg.Get([]byte(hash))
+	if v == nil {
+		return record{}, false, nil
+	}
+	r, err := decodeRecord([]byte(hash), v)
+	return r, err == nil, err
+}
+
+// remove deletes a stored message and its index entries.
+func (w *wtx) remove(r record) error {
+	if err := w.msg.Delete([]byte(r.m.Hash)); err != nil {
+		return err
+	}
+	if err := w.box.Delete(boxKey(r.m.Owner, r.m.Namespace, r.seq)); err != nil {
+		return err
+	}
+	if err := w.exp.Delete(expKey(r.m.Expiry, r.seq)); err != nil {
+		return err
+	}
+	w.meta.messages--
+	if !hasPrefix(w.box.Cursor(), ownerPrefix(r.m.Owner)) {
+		w.meta.accounts--
+	}
+	w.s.txGrowth -= need(r.m)
+	return nil
+}
+
+func (w *wtx) setExpiry(r record, expiry int64) error {
+	if err := w.exp.Delete(expKey(r.m.Expiry, r.seq)); err != nil {
+		return err
+	}
+	r.m.Expiry = expiry
+	if err := w.msg.Put([]byte(r.m.Hash), encodeRecord(r.seq, r.m)); err != nil {
+		return err
+	}
+	return w.exp.Put(expKey(expiry, r.seq), []byte(r.m.Hash))
+}
+
+// records lists the stored messages whose box keys start with prefix.
+func (w *wtx) records(prefix []byte) ([]record, error) {
+	var out []record
+	c := w.box.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		r, ok, err := w.get(string(v))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func withHash(m storage.Message) storage.Message {
+	if m.Hash == "" {
+		m.Hash = storage.MessageHash(m.Owner, m.Namespace, m.Data)
+	}
+	return m
+}
+
+func validMessage(m storage.Message) error {
+	if len(m.Hash) != hashLen {
+		return fmt.Errorf("message hash %q: want %d characters", m.Hash, hashLen)
+	}
+	return nil
+}
+
+// ---- storage.Store: writes ----
+
+// Store implements storage.Store.
+func (s *Store) Store(ctx context.Context, m storage.Message) (bool, int64, error) {
+	if err := s.enter(ctx); err != nil {
+		return false, 0, err
+	}
+	defer s.leave()
+	m = withHash(m)
+	if err := validMessage(m); err != nil {
+		return false, 0, err
+	}
+	var already, inserted bool
+	var expiry int64
+	var full bool
+	err := s.write(len(m.Data), func(tx *bolt.Tx) error {
+		already, inserted, full, expiry = false, false, false, 0
+		w := s.wtx(tx)
+		r, ok, err := w.get(m.Hash)
+		if err != nil {
+			return err
+		}
+		if ok {
+			already, expiry = true, r.m.Expiry
+			if m.Expiry > r.m.Expiry {
+				expiry = m.Expiry
+				return w.setExpiry(r, m.Expiry)
+			}
+			return nil
+		}
+		if w.full(need(m)) {
+			full = true
+			return nil
+		}
+		if m.Namespace.PublicOutbox() {
+			old, err := w.records(boxPrefix(m.Owner, m.Namespace))
+			if err != nil {
+				return err
+			}
+			for _, r := range old {
+				if err := w.remove(r); err != nil {
+					return err
+				}
+			}
+		}
+		if err := w.insert(m); err != nil {
+			return err
+		}
+		inserted, expiry = true, m.Expiry
+		return w.save()
+	}, func() {
+		if inserted {
+			s.stores.Add(1)
+		}
+	})
+	if err != nil {
+		return false, 0, fmt.Errorf("store %s: %w", m.Hash, err)
+	}
+	if full {
+		return false, 0, storage.ErrFull
+	}
+	return already, expiry, nil
+}
+
+// StoreBatch implements storage.Store. Existing messages are left as they
+// are; in a public outbox the later timestamp wins, so an older copy pushed
+// by a peer cannot replace the owner's current message.
+func (s *Store) StoreBatch(ctx context.Context, ms []storage.Message) (int, error) {
+	if err := s.enter(ctx); err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	total := 0
+	for len(ms) > 0 {
+		chunk := ms[:min(batchChunk, len(ms))]
+		ms = ms[len(chunk):]
+		size := 0
+		for i := range chunk {
+			chunk[i] = withHash(chunk[i])
+			if err := validMessage(chunk[i]); err != nil {
+				return total, err
+			}
+			size += len(chunk[i].Data)
+		}
+		var n int
+		var full bool
+		err := s.write(size, func(tx *bolt.Tx) error {
+			n, full = 0, false
+			w := s.wtx(tx)
+			for _, m := range chunk {
+				if w.msg.Get([]byte(m.Hash)) != nil {
+					continue
+				}
+				if w.full(need(m)) {
+					full = true
+					break
+				}
+				if m.Namespace.PublicOutbox() {
+					old, err := w.records(boxPrefix(m.Owner, m.Namespace))
+					if err != nil {
+						return err
+					}
+					if slices.ContainsFunc(old, func(r record) bool { return r.m.Timestamp > m.Timestamp }) {
+						continue
+					}
+					for _, r := range old {
+						if err := w.remove(r); err != nil {
+							return err
+						}
+					}
+				}
+				if err := w.insert(m); err != nil {
+					return err
+				}
+				n++
+			}
+			return w.save()
+		}, func() { s.stores.Add(int64(n)) })
+		if err != nil {
+			return total, fmt.Errorf("store batch: %w", err)
+		}
+		total += n
+		if full {
+			return total, storage.ErrFull
+		}
+	}
+	return total, nil
+}
+
+// Delete implements storage.Store.
+func (s *Store) Delete(ctx context.Context, owner storage.Account, hashes []string) ([]string, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	var deleted []string
+	err := s.write(0, func(tx *bolt.Tx) error {
+		deleted = nil
+		w := s.wtx(tx)
+		for _, h := range hashes {
+			r, ok, err := w.get(h)
+			if err != nil {
+				return err
+			}
+			if !ok || r.m.Owner != owner {
+				continue
+			}
+			if err := w.remove(r); err != nil {
+				return err
+			}
+			deleted = append(deleted, h)
+		}
+		return w.save()
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("delete: %w", err)
+	}
+	slices.Sort(deleted)
+	return deleted, nil
+}
+
+func prefixes(owner storage.Account, f storage.NSFilter) []byte {
+	if f.All {
+		return ownerPrefix(owner)
+	}
+	return boxPrefix(owner, f.NS)
+}
+
+// deleteWhere removes the owner's messages in f that match and returns
+// namespace → sorted hashes.
+func (s *Store) deleteWhere(ctx context.Context, what string, owner storage.Account, f storage.NSFilter, match func(storage.Message) bool) (map[storage.Namespace][]string, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	var out map[storage.Namespace][]string
+	err := s.write(0, func(tx *bolt.Tx) error {
+		out = map[storage.Namespace][]string{}
+		w := s.wtx(tx)
+		rs, err := w.records(prefixes(owner, f))
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if !match(r.m) {
+				continue
+			}
+			if err := w.remove(r); err != nil {
+				return err
+			}
+			out[r.m.Namespace] = append(out[r.m.Namespace], r.m.Hash)
+		}
+		return w.save()
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	for _, hs := range out {
+		slices.Sort(hs)
+	}
+	return out, nil
+}
+
+// DeleteAll implements storage.Store.
+func (s *Store) DeleteAll(ctx context.Context, owner storage.Account, f storage.NSFilter) (map[storage.Namespace][]string, error) {
+	return s.deleteWhere(ctx, "delete all", owner, f, func(storage.Message) bool { return true })
+}
+
+// DeleteBefore implements storage.Store.
+func (s *Store) DeleteBefore(ctx context.Context, owner storage.Account, f storage.NSFilter, before int64) (map[storage.Namespace][]string, error) {
+	return s.deleteWhere(ctx, "delete before", owner, f, func(m storage.Message) bool { return m.Timestamp <= before })
+}
+
+// ExpireAll implements storage.Store.
+func (s *Store) ExpireAll(ctx context.Context, owner storage.Account, f storage.NSFilter, expiry int64) (map[storage.Namespace][]string, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	var out map[storage.Namespace][]string
+	err := s.write(0, func(tx *bolt.Tx) error {
+		out = map[storage.Namespace][]string{}
+		w := s.wtx(tx)
+		rs, err := w.records(prefixes(owner, f))
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if r.m.Expiry <= expiry {
+				continue
+			}
+			if err := w.setExpiry(r, expiry); err != nil {
+				return err
+			}
+			out[r.m.Namespace] = append(out[r.m.Namespace], r.m.Hash)
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("expire all: %w", err)
+	}
+	for _, hs := range out {
+		slices.Sort(hs)
+	}
+	return out, nil
+}
+
+// UpdateExpiry implements storage.Store. A hash named twice is applied in
+// request order and reported once.
+func (s *Store) UpdateExpiry(ctx context.Context, owner storage.Account, hashes []string, expiries []int64, mode storage.ExpiryMode) ([]storage.ExpiryUpdate, error) {
+	if len(hashes) != len(expiries) {
+		return nil, fmt.Errorf("update expiry: %d hashes but %d expiries", len(hashes), len(expiries))
+	}
+	if err := s.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	var res map[string]*storage.ExpiryUpdate
+	err := s.write(0, func(tx *bolt.Tx) error {
+		res = map[string]*storage.ExpiryUpdate{}
+		w := s.wtx(tx)
+		for i, h := range hashes {
+			r, ok, err := w.get(h)
+			if err != nil {
+				return err
+			}
+			if !ok || r.m.Owner != owner {
+				continue
+			}
+			u := res[h]
+			if u == nil {
+				u = &storage.ExpiryUpdate{Hash: h}
+				res[h] = u
+			}
+			if changes(r.m.Expiry, expiries[i], mode) {
+				if err := w.setExpiry(r, expiries[i]); err != nil {
+					return err
+				}
+				r.m.Expiry = expiries[i]
+				u.Changed = true
+			}
+			u.Expiry = r.m.Expiry
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("update expiry: %w", err)
+	}
+	out := make([]storage.ExpiryUpdate, 0, len(res))
+	for _, u := range res {
+		out = append(out, *u)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Hash < out[j].Hash })
+	return out, nil
+}
+
+func changes(cur, want int64, mode storage.ExpiryMode) bool {
+	switch mode {
+	case storage.ExpiryShorten:
+		return want < cur
+	case storage.ExpiryExtend:
+		return want > cur
+	default:
+		return want != cur
+	}
+}
+
+// Prune implements storage.Store, in transactions of at most pruneChunk
+// deletions so stores queued meanwhile commit between them.
+func (s *Store) Prune(ctx context.Context, now int64) (int, error) {
+	if err := s.enter(ctx); err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	total := 0
+	limit := expKey(now, ^uint64(0))
+	for {
+		n := 0
+		err := s.write(0, func(tx *bolt.Tx) error {
+			n = 0
+			w := s.wtx(tx)
+			var hs [][]byte
+			c := w.exp.Cursor()
+			for k, v := c.First(); k != nil && bytes.Compare(k, limit) <= 0 && len(hs) < pruneChunk; k, v = c.Next() {
+				hs = append(hs, bytes.Clone(v))
+			}
+			for _, h := range hs {
+				r, ok, err := w.get(string(h))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
+				if err := w.remove(r); err != nil {
+					return err
+				}
+				n++
+			}
+			return w.save()
+		}, func() { s.pruned.Add(int64(n)) })
+		if err != nil {
+			return total, fmt.Errorf("prune: %w", err)
+		}
+		total += n
+		if n < pruneChunk || ctx.Err() != nil {
+			break
+		}
+	}
+	s.lastPrune.Store(now)
+	return total, nil
+}
+
+// segments turns the ring range (lower, upper] into inclusive position
+// intervals.
+func segments(lower, upper uint64) [][2]uint64 {
+	switch {
+	case lower == upper:
+		return [][2]uint64{{0, ^uint64(0)}}
+	case lower < upper:
+		return [][2]uint64{{lower + 1, upper}}
+	case lower == ^uint64(0):
+		return [][2]uint64{{0, upper}}
+	default:
+		return [][2]uint64{{lower + 1, ^uint64(0)}, {0, upper}}
+	}
+}
+
+func posKey(p uint64) []byte { return binary.BigEndian.AppendUint64(nil, p) }
+
+func keyPos(k []byte) uint64 { return binary.BigEndian.Uint64(k) }
+
+// DropRange implements storage.Store, in chunks like Prune.
+func (s *Store) DropRange(ctx context.Context, lower, upper uint64) (int, error) {
+	if err := s.enter(ctx); err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	total := 0
+	for _, seg := range segments(lower, upper) {
+		for {
+			n := 0
+			err := s.write(0, func(tx *bolt.Tx) error {
+				n = 0
+				w := s.wtx(tx)
+				var hs [][]byte
+				c := w.box.Cursor()
+				for k, v := c.Seek(posKey(seg[0])); k != nil && keyPos(k) <= seg[1] && len(hs) < pruneChunk; k, v = c.Next() {
+					hs = append(hs, bytes.Clone(v))
+				}
+				for _, h := range hs {
+					r, ok, err := w.get(string(h))
+					if err != nil {
+						return err
+					}
+					if !ok {
+						continue
+					}
+					if err := w.remove(r); err != nil {
+						return err
+					}
+					n++
+				}
+				return w.save()
+			}, nil)
+			if err != nil {
+				return total, fmt.Errorf("drop range: %w", err)
+			}
+			total += n
+			if n < pruneChunk {
+				break
+			}
+			if err := ctx.Err(); err != nil {
+				return total, err
+			}
+		}
+	}
+	return total, nil
+}
+
+func encodeRevocations(rs []revocation) []byte {
+	var v []byte
+	for _, r := range rs {
+		v = binary.BigEndian.AppendUint64(v, uint64(r.at))
+		v = binary.BigEndian.AppendUint16(v, uint16(len(r.token)))
+		v = append(v, r.token...)
+	}
+	return v
+}
+
+type revocation struct {
+	at    int64
+	token []byte
+}
+
+func decodeRevocations(v []byte) ([]revocation, error) {
+	var out []revocation
+	for len(v) > 0 {
+		if len(v) < 10 {
+			return nil, errors.New("revocation list is truncated")
+		}
+		at, n := int64(binary.BigEndian.Uint64(v)), int(binary.BigEndian.Uint16(v[8:]))
+		if len(v) < 10+n {
+			return nil, errors.New("revocation list is truncated")
+		}
+		out = append(out, revocation{at: at, token: bytes.Clone(v[10 : 10+n])})
+		v = v[10+n:]
+	}
+	return out, nil
+}
+
+func (s *Store) updateRevocations(ctx context.Context, owner storage.Account, what string, edit func([]revocation) []revocation) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	defer s.leave()
+	key := owner.Bytes()
+	err := s.write(0, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktRev)
+		list, err := decodeRevocations(b.Get(key))
+		if err != nil {
+			return fmt.Errorf("account %s: %w", owner, err)
+		}
+		list = edit(list)
+		if len(list) == 0 {
+			return b.Delete(key)
+		}
+		return b.Put(key, encodeRevocations(list))
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// Revoke implements storage.Store.
+func (s *Store) Revoke(ctx context.Context, owner storage.Account, tokens [][]byte, now int64) error {
+	return s.updateRevocations(ctx, owner, "revoke", func(list []revocation) []revocation {
+		for _, t := range tokens {
+			list = slices.DeleteFunc(list, func(r revocation) bool { return bytes.Equal(r.token, t) })
+			list = append(list, revocation{at: now, token: bytes.Clone(t)})
+		}
+		// Stable: equal times keep revoke order, so the last revoked is newest.
+		sort.SliceStable(list, func(i, j int) bool { return list[i].at < list[j].at })
+		if len(list) > MaxRevoked {
+			list = list[len(list)-MaxRevoked:]
+		}
+		return list
+	})
+}
+
+// Unrevoke implements storage.Store.
+func (s *Store) Unrevoke(ctx context.Context, owner storage.Account, tokens [][]byte) (int, error) {
+	var n int
+	err := s.updateRevocations(ctx, owner, "unrevoke", func(list []revocation) []revocation {
+		n = 0
+		for _, t := range tokens {
+			before := len(list)
+			list = slices.DeleteFunc(list, func(r revocation) bool { return bytes.Equal(r.token, t) })
+			n += before - len(list)
+		}
+		return list
+	})
+	return n, err
+}
+
+// ---- storage.Store: reads ----
+
+func (s *Store) view(ctx context.Context, what string, fn func(tx *bolt.Tx) error) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	defer s.leave()
+	if err := s.db.View(fn); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// Revoked implements storage.Store: oldest revocation first.
+func (s *Store) Revoked(ctx context.Context, owner storage.Account) ([][]byte, error) {
+	var out [][]byte
+	err := s.view(ctx, "revoked", func(tx *bolt.Tx) error {
+		list, err := decodeRevocations(tx.Bucket(bktRev).Get(owner.Bytes()))
+		for _, r := range list {
+			out = append(out, r.token)
+		}
+		return err
+	})
+	return out, err
+}
+
+// IsRevoked implements storage.Store.
+func (s *Store) IsRevoked(ctx context.Context, owner storage.Account, token []byte) (bool, error) {
+	var found bool
+	err := s.view(ctx, "is revoked", func(tx *bolt.Tx) error {
+		list, err := decodeRevocations(tx.Bucket(bktRev).Get(owner.Bytes()))
+		found = slices.ContainsFunc(list, func(r revocation) bool { return bytes.Equal(r.token, token) })
+		return err
+	})
+	return found, err
+}
+
+// Retrieve implements storage.Store. maxSize <= 0 means no size limit.
+func (s *Store) Retrieve(ctx context.Context, owner storage.Account, ns storage.Namespace, lastHash string, maxCount int, maxSize int64) ([]storage.Message, bool, error) {
+	var out []storage.Message
+	var more bool
+	err := s.view(ctx, "retrieve", func(tx *bolt.Tx) error {
+		out, more = nil, false
+		msgs, box := tx.Bucket(bktMsg), tx.Bucket(bktBox)
+		prefix := boxPrefix(owner, ns)
+		start := prefix
+		if lastHash != "" {
+			if v := msgs.Get([]byte(lastHash)); v != nil {
+				r, err := decodeRecord([]byte(lastHash), v)
+				if err != nil {
+					return err
+				}
+				if r.m.Owner == owner && r.m.Namespace == ns {
+					start = boxKey(owner, ns, r.seq+1)
+				}
+			}
+		}
+		var size int64
+		c := box.Cursor()
+		for k, h := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, h = c.Next() {
+			if maxCount > 0 && len(out) >= maxCount {
+				more = true
+				return nil
+			}
+			v := msgs.Get(h)
+			if v == nil {
+				return fmt.Errorf("index names missing message %s", h)
+			}
+			r, err := decodeRecord(h, v)
+			if err != nil {
+				return err
+			}
+			sz := 100 + int64(len(r.m.Hash)) + int64(len(r.m.Data))*4/3
+			if maxSize > 0 && len(out) > 0 && size+sz > maxSize {
+				more = true
+				return nil
+			}
+			size += sz
+			out = append(out, r.m)
+		}
+		return nil
+	})
+	return out, more, err
+}
+
+// GetExpiries implements storage.Store.
+func (s *Store) GetExpiries(ctx context.Context, owner storage.Account, hashes []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	err := s.view(ctx, "get expiries", func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktMsg)
+		for _, h := range hashes {
+			v := b.Get([]byte(h))
+			if len(v) < recHeader {
+				continue
+			}
+			var o storage.Account
+			o.Type = v[24]
+			copy(o.Key[:], v[25:57])
+			if o == owner {
+				out[h] = int64(binary.BigEndian.Uint64(v[16:]))
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ForEach implements storage.Store. It reads walkBatch messages per read
+// transaction and calls fn outside it, so fn may write to the store and a
+// slow fn never holds pages bbolt would like to reuse.
+func (s *Store) ForEach(ctx context.Context, lower, upper uint64, fn func(storage.Message) error) error {
+	for _, seg := range segments(lower, upper) {
+		var after []byte // last box key handed out
+		for {
+			var batch []storage.Message
+			err := s.view(ctx, "walk range", func(tx *bolt.Tx) error {
+				batch = nil
+				msgs := tx.Bucket(bktMsg)
+				c := tx.Bucket(bktBox).Cursor()
+				var k, h []byte
+				if after == nil {
+					k, h = c.Seek(posKey(seg[0]))
+				} else {
+					k, h = c.Seek(after)
+					if bytes.Equal(k, after) {
+						k, h = c.Next()
+					}
+				}
+				for ; k != nil && keyPos(k) <= seg[1] && len(batch) < walkBatch; k, h = c.Next() {
+					v := msgs.Get(h)
+					if v == nil {
+						continue
+					}
+					r, err := decodeRecord(h, v)
+					if err != nil {
+						return err
+					}
+					batch = append(batch, r.m)
+					after = bytes.Clone(k)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, m := range batch {
+				if err := fn(m); err != nil {
+					return err
+				}
+			}
+			if len(batch) < walkBatch {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// Stats implements storage.Store.
+func (s *Store) Stats() storage.Stats {
+	st := storage.Stats{
+		CapBytes:  s.capBytes,
+		Fsyncs:    s.fsyncs.Load(),
+		Stores:    s.stores.Load(),
+		Pruned:    s.pruned.Load(),
+		LastPrune: s.lastPrune.Load(),
+	}
+	if fi, err := os.Stat(s.path); err == nil {
+		st.DBBytes = fi.Size()
+	}
+	s.view(context.Background(), "stats", func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktMeta)
+		st.Messages = int64(getU64(b, keyMessages))
+		st.Accounts = int64(getU64(b, keyAccounts))
+		return nil
+	})
+	return st
 }

@@ -1,0 +1,180 @@
+package msgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/snodebox/snodebox/storage"
+	"github.com/snodebox/snodebox/storage/storetest"
+)
+
+func openTemp(t testing.TB, opts Options) *Store {
+	t.Helper()
+	s, err := open(filepath.Join(t.TempDir(), "messages.db"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storage.Store { return openTemp(t, Options{}) })
+}
+
+func TestConformanceBoltBatch(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storage.Store { return openTemp(t, Options{boltBatch: true}) })
+}
+
+func TestSizeCap(t *testing.T) {
+	storetest.RunFull(t, func(t *testing.T, capBytes int64) storage.Store { return openTemp(t, Options{CapBytes: capBytes}) })
+}
+
+var bg = context.Background()
+
+// Everything, indexes and counters included, survives a close and reopen.
+func TestReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "messages.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := storetest.Account(1)
+	var want []string
+	for i := range 20 {
+		m := storetest.Msg(a, 0, fmt.Sprintf("m%d", i), int64(i), 9000)
+		if _, _, err := s.Store(bg, m); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, m.Hash)
+	}
+	if err := s.Revoke(bg, a, [][]byte{[]byte("token")}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, _, err := s.Retrieve(bg, a, 0, "", 0, 0)
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("after reopen: %d messages, %v", len(got), err)
+	}
+	for i := range want {
+		if got[i].Hash != want[i] {
+			t.Errorf("message %d = %s, want %s", i, got[i].Hash, want[i])
+		}
+	}
+	// Insertion order continues after the reopen.
+	later := storetest.Msg(a, 0, "after reopen", 99, 9000)
+	s.Store(bg, later)
+	got, _, _ = s.Retrieve(bg, a, 0, want[19], 0, 0)
+	if len(got) != 1 || got[0].Hash != later.Hash {
+		t.Errorf("message stored after reopen is not last: %v", got)
+	}
+	if st := s.Stats(); st.Messages != 21 || st.Accounts != 1 || st.DBBytes == 0 {
+		t.Errorf("stats after reopen: %+v", st)
+	}
+	if r, _ := s.IsRevoked(bg, a, []byte("token")); !r {
+		t.Error("revocation lost on reopen")
+	}
+}
+
+// Concurrent stores share commits: with many writers there are far fewer
+// commits than stores.
+func TestGroupCommit(t *testing.T) {
+	s := openTemp(t, Options{})
+	defer s.Close()
+	const writers, each = 32, 20
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, _, err := s.Store(bg, storetest.Msg(storetest.Account(w), 0, fmt.Sprint(i), 1, 9000)); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := s.Stats()
+	if st.Stores != writers*each {
+		t.Fatalf("stores = %d", st.Stores)
+	}
+	if st.Fsyncs >= st.Stores {
+		t.Errorf("%d commits for %d concurrent stores: no group commit", st.Fsyncs, st.Stores)
+	}
+	t.Logf("%d stores in %d commits", st.Stores, st.Fsyncs)
+}
+
+// Pruning many messages takes several transactions of at most pruneChunk.
+func TestPruneInChunks(t *testing.T) {
+	s := openTemp(t, Options{})
+	defer s.Close()
+	const n = 2*pruneChunk + 17
+	var ms []storage.Message
+	for i := range n {
+		ms = append(ms, storetest.Msg(storetest.Account(i%50), 0, fmt.Sprint(i), 1, int64(1000+i%3)))
+	}
+	keep := storetest.Msg(storetest.Account(1), 0, "keep", 1, 5000)
+	ms = append(ms, keep)
+	if k, err := s.StoreBatch(bg, ms); err != nil || k != n+1 {
+		t.Fatalf("batch: %d, %v", k, err)
+	}
+	before := s.Stats().Fsyncs
+	pruned, err := s.Prune(bg, 1002)
+	if err != nil || pruned != n {
+		t.Fatalf("pruned %d, %v; want %d", pruned, err, n)
+	}
+	st := s.Stats()
+	if commits := st.Fsyncs - before; commits < 3 {
+		t.Errorf("%d messages pruned in %d commits; want chunks of at most %d", n, commits, pruneChunk)
+	}
+	if st.Messages != 1 || st.Accounts != 1 || st.Pruned != n || st.LastPrune != 1002 {
+		t.Errorf("stats after prune: %+v", st)
+	}
+}
+
+// Close while calls are in flight: each call either completes or fails
+// with ErrClosed; none hangs or panics.
+func TestCloseWhileBusy(t *testing.T) {
+	s := openTemp(t, Options{})
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := 0; ; i++ {
+				_, _, err := s.Store(bg, storetest.Msg(storetest.Account(w), 0, fmt.Sprint(i), 1, 9000))
+				if err == nil {
+					_, _, err = s.Retrieve(bg, storetest.Account(w), 0, "", 5, 0)
+				}
+				if errors.Is(err, storage.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	for s.Stats().Stores < 100 {
+		s.Retrieve(bg, storetest.Account(0), 0, "", 1, 0)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+}
