@@ -1,11 +1,17 @@
 package msgstore
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/snodebox/snodebox/storage"
@@ -177,4 +183,126 @@ func TestCloseWhileBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
+}
+
+const crashEnv = "MSGSTORE_CRASH_CHILD_DB"
+
+// crashMsg is the deterministic message writer w stores as its i-th.
+func crashMsg(w, i int) storage.Message {
+	data := fmt.Sprintf("writer %d message %d ", w, i)
+	for len(data) < 1024 {
+		data += fmt.Sprintf("%x", len(data)*(w+1)*(i+7))
+	}
+	return storetest.Msg(storetest.Account(w), storage.Namespace(w%3), data, int64(1e12+i), int64(2e12+i))
+}
+
+// crashChild stores from 8 writers until it is killed, printing each
+// acknowledged message as "w i hash" only after Store returned.
+func crashChild(path string) {
+	// Each round stores new messages, so the database grows across kills.
+	first, _ := strconv.Atoi(os.Getenv(crashEnv + "_FIRST"))
+	s, err := Open(path, Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := first; ; i++ {
+				m := crashMsg(w, i)
+				if _, _, err := s.Store(bg, m); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				mu.Lock()
+				fmt.Fprintf(os.Stdout, "%d %d %s\n", w, i, m.Hash) // unbuffered: one write(2)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// The crash proof: a child process stores concurrently and reports each
+// acknowledged store; it is SIGKILLed mid-stream; every acknowledged
+// message must be in the reopened database with the right data.
+func TestCrashKeepsAcknowledgedStores(t *testing.T) {
+	if path := os.Getenv(crashEnv); path != "" {
+		crashChild(path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "messages.db")
+	for round := range 3 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashKeepsAcknowledgedStores$")
+		cmd.Env = append(os.Environ(), crashEnv+"="+path, fmt.Sprintf("%s_FIRST=%d", crashEnv, round*1_000_000))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		type ack struct{ w, i int }
+		var acks []ack
+		sc := bufio.NewScanner(out)
+		killed := false
+		for sc.Scan() {
+			var a ack
+			var h string
+			if _, err := fmt.Sscanf(sc.Text(), "%d %d %s", &a.w, &a.i, &h); err != nil {
+				t.Fatalf("child said %q: %v", sc.Text(), err)
+			}
+			if h != crashMsg(a.w, a.i).Hash {
+				t.Fatalf("child acknowledged %s for writer %d message %d", h, a.w, a.i)
+			}
+			acks = append(acks, a)
+			// Kill at a different point each round, mid-stream.
+			if !killed && len(acks) >= 300+200*round {
+				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				killed = true
+			}
+		}
+		cmd.Wait()
+		if !killed {
+			t.Fatalf("round %d: child exited after %d acks before it was killed", round, len(acks))
+		}
+		s, err := Open(path, Options{})
+		if err != nil {
+			t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
+		}
+		for _, a := range acks {
+			want := crashMsg(a.w, a.i)
+			got, _, err := s.Retrieve(bg, want.Owner, want.Namespace, "", 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, m := range got {
+				if m.Hash == want.Hash {
+					found = true
+					if !bytes.Equal(m.Data, want.Data) || m.Expiry != want.Expiry || m.Timestamp != want.Timestamp {
+						t.Errorf("round %d: message %d/%d came back altered", round, a.w, a.i)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("round %d: acknowledged message %d/%d (%s) lost", round, a.w, a.i, want.Hash)
+			}
+		}
+		st := s.Stats()
+		t.Logf("round %d: %d acknowledged before SIGKILL, all present; %d messages in the db", round, len(acks), st.Messages)
+		if st.Messages < int64(len(acks)) {
+			t.Errorf("round %d: counter says %d messages, fewer than %d acknowledged", round, st.Messages, len(acks))
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
