@@ -364,6 +364,7 @@ func (b *Builder) addE2fsprogs(ctx context.Context, a *initramfs.Archive) error 
 	}
 	seen := map[string]bool{}
 	var missing []string
+	loader := ""
 	for len(queue) > 0 {
 		f := queue[0]
 		queue = queue[1:]
@@ -373,6 +374,7 @@ func (b *Builder) addE2fsprogs(ctx context.Context, a *initramfs.Archive) error 
 		}
 		if interp != "" && !seen[interp] {
 			seen[interp] = true
+			loader = interp
 			found := false
 			for _, t := range trees {
 				if p, ok := debpkg.FindFile(t, interp); ok {
@@ -401,11 +403,19 @@ func (b *Builder) addE2fsprogs(ctx context.Context, a *initramfs.Archive) error 
 				missing = append(missing, so)
 				continue
 			}
+			dst := filepath.Join("lib/aarch64-linux-gnu", so)
+			if loader != "" && so == filepath.Base(loader) {
+				// libc names the loader too: one copy, linked.
+				if err := a.Symlink(dst, loader); err != nil {
+					return err
+				}
+				continue
+			}
 			data, err := os.ReadFile(p)
 			if err != nil {
 				return err
 			}
-			if err := a.File(filepath.Join("lib/aarch64-linux-gnu", so), data, 0o755); err != nil {
+			if err := a.File(dst, data, 0o755); err != nil {
 				return err
 			}
 			queue = append(queue, p)

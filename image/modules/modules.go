@@ -43,14 +43,14 @@ var (
 		"rpi3": append(append([]string{
 			"bcm2835", "sdhci?", "sdhci-pltfm?", "sdhci-iproc?", "mmc_block?",
 			"phy-generic", "dwc2", "usbnet", "smsc95xx", "cdc_ether",
-			"bcm2835_wdt", "bcm2835-rng", "gpio-raspberrypi-exp?", "bcm2835_thermal?",
+			"bcm2835_wdt", "bcm2835-rng", "gpio-raspberrypi-exp?", "bcm2835_thermal?", "raspberrypi-cpufreq?",
 		}, ledTriggers...), common...),
 		"rpi4": append(append([]string{
 			"sdhci", "sdhci-pltfm", "sdhci-iproc", "mmc_block?",
 			"libphy", "fixed_phy", "fwnode_mdio", "of_mdio", "mdio-bcm-unimac",
 			"bcm-phy-lib", "bcm-phy-ptp?", "broadcom", "genet",
 			"reset-raspberrypi", "pcie-brcmstb?", "usbcore", "xhci-hcd", "xhci-pci",
-			"bcm2835_wdt", "iproc-rng200", "gpio-raspberrypi-exp?", "bcm2711_thermal?",
+			"bcm2835_wdt", "iproc-rng200", "gpio-raspberrypi-exp?", "bcm2711_thermal?", "raspberrypi-cpufreq?",
 		}, ledTriggers...), common...),
 	}
 )

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/snodebox/snodebox/image/disk"
+	"github.com/snodebox/snodebox/image/qemu"
+)
+
+func init() {
+	commands["qemu"] = qemuCmd
+}
+
+type forwardFlags []qemu.Forward
+
+func (f *forwardFlags) String() string {
+	var s []string
+	for _, x := range *f {
+		s = append(s, x.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func (f *forwardFlags) Set(v string) error {
+	fw, err := qemu.ParseForward(v)
+	if err != nil {
+		return err
+	}
+	*f = append(*f, fw)
+	return nil
+}
+
+func qemuCmd(args []string) error {
+	fs := flag.NewFlagSet("snodectl qemu", flag.ContinueOnError)
+	board := fs.String("board", "qemu-arm64", "machine: qemu-arm64 (QEMU virt) or raspi3b (Pi 3 kernel, DTB, modules)")
+	state := fs.String("state", "", "state directory: boot files, data disk, QMP socket (required)")
+	var fwd forwardFlags
+	fs.Var(&fwd, "forward", "forward a host port to the guest, 127.0.0.1:HOSTPORT-:GUESTPORT (repeatable)")
+	diskSize := fs.String("disk-size", "512M", "data disk size; a bigger size extends an existing disk (raspi3b: a power of two)")
+	appendArgs := fs.String("append", "", "extra kernel command line (snode.* overrides the defaults)")
+	ntp := fs.String("ntp", "", "snode.ntp= time servers host[:port],… (default none: QEMU's network reaches nothing)")
+	snoded := fs.String("snoded", "", "prebuilt static arm64 snoded (default: build it)")
+	repo := fs.String("repo", "", "repository root")
+	grace := fs.Duration("grace", 60*time.Second, "on interrupt, how long to wait for the guest to power off before killing QEMU")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *state == "" {
+		return errors.New("--state DIR is required")
+	}
+	machine, err := qemu.MachineFor(*board)
+	if err != nil {
+		return err
+	}
+	size, err := disk.ParseSize(*diskSize)
+	if err != nil {
+		return err
+	}
+	if machine == "raspi3b" && size&(size-1) != 0 {
+		return fmt.Errorf("--disk-size %s: raspi3b needs a power of two (QEMU's SD card)", *diskSize)
+	}
+	b, err := newBuilder(*repo)
+	if err != nil {
+		return err
+	}
+	stateDir, _ := filepath.Abs(*state)
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	bf, err := b.ForQEMU(ctx, machine, *snoded, filepath.Join(stateDir, "boot"))
+	if err != nil {
+		return err
+	}
+	diskPath := filepath.Join(stateDir, "data.img")
+	created, extended, err := disk.Ensure(diskPath, size)
+	if err != nil {
+		return err
+	}
+	switch {
+	case created:
+		fmt.Fprintf(os.Stderr, "qemu: new data disk %s (%s, one unformatted partition: the first boot formats and grows it)\n", diskPath, *diskSize)
+	case extended:
+		fmt.Fprintf(os.Stderr, "qemu: data disk %s extended to %s (the next boot grows the partition)\n", diskPath, *diskSize)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	m, err := qemu.Start(ctx, qemu.Config{
+		Machine: machine, Kernel: bf.Kernel, Initrd: bf.Initrd, DTB: bf.DTB, Disk: diskPath,
+		StateDir: stateDir, Forwards: fwd, Append: *appendArgs, NTP: *ntp,
+		Console: os.Stdout, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	for _, f := range fwd {
+		fmt.Fprintf(os.Stderr, "qemu: %s:%d → guest port %d\n", f.HostAddr, f.HostPort, f.GuestPort)
+	}
+	fmt.Fprintf(os.Stderr, "qemu: %s booting (kernel %s); Ctrl-C powers the guest off\n", machine, bf.KVer)
+	select {
+	case <-m.Done():
+		return m.Wait()
+	case <-sigs:
+	}
+	fmt.Fprintf(os.Stderr, "\nqemu: powering the guest off (QMP system_powerdown; again to kill)\n")
+	go func() {
+		<-sigs
+		m.Kill()
+	}()
+	clean, err := m.Stop(*grace)
+	if clean {
+		return nil
+	}
+	return err
+}
