@@ -152,7 +152,9 @@ type inputWatcher struct {
 func newInputWatcher(r Root, emit func(Action), log *slog.Logger) *inputWatcher {
 	return &inputWatcher{
 		root: r, log: log, open: map[string]*os.File{},
-		keys: &keyHandler{gestures: NewGestures(), emit: emit},
+		// gpio-keys debounces in the kernel (debounce-interval), so evdev
+		// edges are clean; a second debounce would only eat quick taps.
+		keys: &keyHandler{gestures: &Gestures{Clock: time.Now}, emit: emit},
 		stop: make(chan struct{}), found: make(chan struct{}),
 	}
 }

@@ -67,8 +67,9 @@ const FlickerTime = 40 * time.Millisecond
 type SysfsLED struct {
 	Dir string
 	// WriteFile writes one attribute; tests swap it to record the order of
-	// writes. Nil means a plain write (sysfs attributes cannot be created,
-	// so a missing attribute surfaces as an error).
+	// writes. Nil means a plain write; O_CREATE lets a fake tree grow the
+	// attributes a trigger adds, while real sysfs refuses to create files,
+	// so a missing attribute still surfaces as an error there.
 	WriteFile func(path, value string) error
 
 	mu       sync.Mutex
@@ -119,7 +120,7 @@ func (l *SysfsLED) write(attr, value string) error {
 	if l.WriteFile != nil {
 		return l.WriteFile(p, value)
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("LED %s: %w", attr, err)
 	}
