@@ -8,7 +8,7 @@ set -euo pipefail
 need_pkgs=(
 	qemu-system-arm qemu-utils dosfstools mtools e2fsprogs kmod
 	device-tree-compiler u-boot-tools minisign iproute2 cpio xz-utils
-	ca-certificates curl
+	ca-certificates curl chromium
 )
 
 missing=()
