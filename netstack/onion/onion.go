@@ -5,13 +5,30 @@ package onion
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/snodebox/snodebox/netstack/identity"
+	"github.com/snodebox/snodebox/netstack/onion/onionreq"
 	"github.com/snodebox/snodebox/netstack/peer"
 	"github.com/snodebox/snodebox/netstack/registry"
+)
+
+// Limits of spec §12 and our own proxy bounds.
+const (
+	MaxBodyBytes     = 10 << 20 // entry request body
+	HopTimeout       = 30 * time.Second
+	ProxyTimeout     = 25 * time.Second
+	MaxProxyReply    = 10 << 20
+	MaxProxyInFlight = 64
 )
 
 // RPC runs a storage RPC request at the final destination.
@@ -36,7 +53,12 @@ type Config struct {
 
 // Handler serves POST /onion_req/v2 and the sn onion_request peer command.
 type Handler struct {
-	cfg Config
+	cfg        Config
+	priv       *ecdh.PrivateKey
+	keyErr     error
+	edHex      string
+	proxy      *proxy
+	hopTimeout time.Duration
 }
 
 // New makes a Handler.
@@ -44,15 +66,191 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Handler{cfg: cfg}
+	h := &Handler{cfg: cfg, proxy: newProxy(cfg.AllowPrivateProxy, ProxyTimeout, MaxProxyInFlight), hopTimeout: HopTimeout}
+	if cfg.Keys == nil {
+		h.keyErr = errors.New("no node keys")
+		return h
+	}
+	h.edHex = cfg.Keys.Ed25519Hex()
+	// Parsed once: X25519 with a ready key is the whole per-hop key cost.
+	h.priv, h.keyErr = ecdh.X25519().NewPrivateKey(cfg.Keys.X25519Priv[:])
+	return h
+}
+
+// result is a hop's answer before it goes on the wire.
+type result struct {
+	status int
+	body   []byte
+	ctype  string
+}
+
+func plain(status int, msg string) result {
+	return result{status: status, body: []byte(msg), ctype: "text/plain"}
 }
 
 // ServeHTTP serves POST /onion_req/v2.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	http.Error(w, "onion requests not built yet", http.StatusServiceUnavailable)
+	res := h.serveEntry(r)
+	if res.ctype != "" {
+		w.Header().Set("Content-Type", res.ctype)
+	}
+	w.WriteHeader(res.status)
+	w.Write(res.body)
+}
+
+func (h *Handler) serveEntry(r *http.Request) result {
+	if r.Method != http.MethodPost {
+		return plain(http.StatusMethodNotAllowed, "onion requests are POST")
+	}
+	if r.ContentLength > MaxBodyBytes {
+		return plain(http.StatusRequestEntityTooLarge, "Request body too large")
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return plain(http.StatusBadRequest, "read request body: "+err.Error())
+	}
+	if len(body) > MaxBodyBytes {
+		return plain(http.StatusRequestEntityTooLarge, "Request body too large")
+	}
+	if res, ok := h.notReady(); !ok {
+		return res
+	}
+	req, err := onionreq.ParseEntry(body)
+	if err != nil {
+		h.cfg.Logger.Debug("bad onion request", "remote", r.RemoteAddr, "err", err)
+		return plain(http.StatusBadRequest, "Invalid onion request: "+err.Error())
+	}
+	return h.process(r.Context(), req)
 }
 
 // HandlePeer serves the onion_request peer command (spec §8.6).
 func (h *Handler) HandlePeer(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
-	return peer.Reply{Status: http.StatusServiceUnavailable, Body: []byte("onion requests not built yet")}
+	res := h.handlePeer(ctx, body)
+	return peer.Reply{Status: res.status, Body: res.body}
+}
+
+func (h *Handler) handlePeer(ctx context.Context, body []byte) result {
+	if res, ok := h.notReady(); !ok {
+		return res
+	}
+	req, err := onionreq.ParsePeer(body)
+	if err != nil {
+		return plain(http.StatusBadRequest, "Invalid onion request: "+err.Error())
+	}
+	if req.HopNo > onionreq.MaxHops {
+		return plain(http.StatusBadRequest, "onion request max path length exceeded")
+	}
+	return h.process(ctx, req)
+}
+
+func (h *Handler) notReady() (result, bool) {
+	if h.keyErr != nil {
+		return plain(http.StatusServiceUnavailable, "Snode not ready: "+h.keyErr.Error()), false
+	}
+	if h.cfg.NotReady != nil {
+		if reasons := h.cfg.NotReady(); reasons != nil {
+			return plain(http.StatusServiceUnavailable, "Snode not ready: "+h.edHex), false
+		}
+	}
+	return result{}, true
+}
+
+// process peels one layer and acts on it (spec §8.3).
+func (h *Handler) process(ctx context.Context, req onionreq.Request) result {
+	c, err := onionreq.NodeCipher(req.EncType, h.priv, req.EphemeralKey[:])
+	if err != nil {
+		return plain(http.StatusBadRequest, "Invalid ciphertext")
+	}
+	pt, err := c.Open(req.Ciphertext)
+	if err != nil {
+		return plain(http.StatusBadRequest, "Invalid ciphertext")
+	}
+	in, err := onionreq.ParseInner(pt)
+	if err != nil {
+		wire := onionreq.ErrInvalidJSON
+		if errors.Is(err, onionreq.ErrInvalidURL) {
+			wire = onionreq.ErrInvalidURL
+		}
+		h.cfg.Logger.Debug("bad onion layer", "err", err)
+		return h.sealed(c, http.StatusBadRequest, mustJSON(wire.Error()), true)
+	}
+	switch in.Kind {
+	case onionreq.Final:
+		return h.final(ctx, c, in)
+	case onionreq.Server:
+		u, err := in.URL()
+		if err != nil {
+			h.cfg.Logger.Debug("refused onion proxy url", "err", err)
+			return h.sealed(c, http.StatusBadRequest, mustJSON(onionreq.ErrInvalidURL.Error()), true)
+		}
+		return h.proxy.do(ctx, u, in.Plaintext, h.cfg.Logger)
+	default:
+		return h.relay(ctx, req.HopNo, in)
+	}
+}
+
+// final runs the RPC and seals {"status","body"} for the client (§8.4).
+func (h *Handler) final(ctx context.Context, c *onionreq.Cipher, in onionreq.Inner) result {
+	if h.cfg.RPC == nil {
+		return h.sealed(c, http.StatusServiceUnavailable, mustJSON("Snode not ready: "+h.edHex), in.Base64)
+	}
+	status, out, isJSON := h.cfg.RPC.Invoke(ctx, in.Blob)
+	body := json.RawMessage(out)
+	if !(in.JSON && isJSON && json.Valid(out)) {
+		body = mustJSON(string(out))
+	}
+	return h.sealed(c, status, body, in.Base64)
+}
+
+// sealed encrypts {"status": status, "body": body} with the layer's key.
+func (h *Handler) sealed(c *onionreq.Cipher, status int, body json.RawMessage, b64 bool) result {
+	msg, err := json.Marshal(struct {
+		Status int             `json:"status"`
+		Body   json.RawMessage `json:"body"`
+	}{status, body})
+	if err != nil {
+		h.cfg.Logger.Error("encode onion response", "err", err)
+		return plain(http.StatusInternalServerError, "Internal error")
+	}
+	ct, err := c.Seal(msg)
+	if err != nil {
+		h.cfg.Logger.Error("seal onion response", "err", err)
+		return plain(http.StatusInternalServerError, "Internal error")
+	}
+	if !b64 {
+		return result{status: http.StatusOK, body: ct, ctype: "application/octet-stream"}
+	}
+	out := make([]byte, base64.StdEncoding.EncodedLen(len(ct)))
+	base64.StdEncoding.Encode(out, ct)
+	return result{status: http.StatusOK, body: out, ctype: "text/plain"}
+}
+
+func mustJSON(s string) json.RawMessage {
+	b, _ := json.Marshal(s) // a string always encodes
+	return b
+}
+
+// relay sends the next layer over the peer transport (§8.6) and passes the
+// answer back unchanged.
+func (h *Handler) relay(ctx context.Context, hopNo int, in onionreq.Inner) result {
+	destHex := hex.EncodeToString(in.Destination[:])
+	if h.cfg.Lookup == nil || h.cfg.Transport == nil {
+		return plain(http.StatusBadGateway, "Next node not found: "+destHex)
+	}
+	next, ok := h.cfg.Lookup(in.Destination)
+	if !ok {
+		return plain(http.StatusBadGateway, "Next node not found: "+destHex)
+	}
+	body := onionreq.Request{Ciphertext: in.Blob, EphemeralKey: in.EphemeralKey, EncType: in.EncType, HopNo: hopNo + 1}.MarshalPeer()
+	ctx, cancel := context.WithTimeout(ctx, h.hopTimeout)
+	defer cancel()
+	reply, err := h.cfg.Transport.Call(ctx, next, peer.CmdOnionRequest, body)
+	switch {
+	case errors.Is(err, peer.ErrTimeout):
+		return plain(http.StatusGatewayTimeout, "Request time out")
+	case err != nil:
+		h.cfg.Logger.Debug("onion next hop unreachable", "next", next.String(), "err", err)
+		return plain(http.StatusBadGateway, "Next node is currently unreachable: "+destHex)
+	}
+	return result{status: reply.Status, body: reply.Body}
 }
