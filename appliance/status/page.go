@@ -32,13 +32,39 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 
 type pageData struct {
 	Report
-	Sim bool
-	Now time.Time
+	Sim     bool
+	Now     time.Time
+	Members []memberRow
+}
+
+// memberRow is one swarm member with what we know of its reachability.
+type memberRow struct {
+	Key     string
+	Self    bool
+	Known   bool // we have a peer record for it
+	OK      bool
+	Address string
+}
+
+func members(r Report) []memberRow {
+	peers := make(map[string]PeerState, len(r.Peers))
+	for _, p := range r.Peers {
+		peers[p.Ed25519] = p
+	}
+	out := make([]memberRow, 0, len(r.Swarm))
+	for _, m := range r.Swarm {
+		row := memberRow{Key: m, Self: m == r.Ed25519}
+		if p, ok := peers[m]; ok {
+			row.Known, row.OK, row.Address = true, p.OK, p.Address
+		}
+		out = append(out, row)
+	}
+	return out
 }
 
 func servePage(w http.ResponseWriter, r Report, sim bool) {
 	var buf bytes.Buffer
-	if err := pageTmpl.Execute(&buf, pageData{Report: r, Sim: sim, Now: time.Now()}); err != nil {
+	if err := pageTmpl.Execute(&buf, pageData{Report: r, Sim: sim, Now: time.Now(), Members: members(r)}); err != nil {
 		slog.Error("render status page", "err", err)
 		http.Error(w, "render status page: "+err.Error(), http.StatusInternalServerError)
 		return

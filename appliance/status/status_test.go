@@ -241,6 +241,9 @@ func TestPageEscapesAndShowsEssentials(t *testing.T) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
+	if !strings.Contains(body, "this node") {
+		t.Error("our own swarm membership not marked")
+	}
 	if !strings.Contains(get(t, Handler(SourceFunc(sampleReport), nil), "/").Body.String(), `id="peers"`) {
 		t.Error("peer table missing")
 	}
