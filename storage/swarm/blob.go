@@ -63,6 +63,25 @@ func EncodeBlob(ms []storage.Message) []byte {
 	return append(b, 'e')
 }
 
+// SplitMessages groups ms into runs that each encode to at most about
+// maxBytes (a single larger message gets a run of its own).
+func SplitMessages(ms []storage.Message, maxBytes int) [][]storage.Message {
+	var out [][]storage.Message
+	start, size := 0, 3
+	for i, m := range ms {
+		sz := EncodedSize(m)
+		if i > start && size+sz > maxBytes {
+			out = append(out, ms[start:i])
+			start, size = i, 3
+		}
+		size += sz
+	}
+	if start < len(ms) {
+		out = append(out, ms[start:])
+	}
+	return out
+}
+
 // EncodeBlobs splits ms into blobs of at most about maxBytes each (a single
 // message larger than that still gets a blob of its own).
 func EncodeBlobs(ms []storage.Message, maxBytes int) [][]byte {
