@@ -4,17 +4,24 @@
 //
 // Layout (all integers big-endian so byte order is numeric order):
 //
-//	msg  hash(43)                               → seq | ts | expiry | owner(33) | ns | data
-//	box  pos(8) | owner(33) | ns^0x8000 | seq   → hash
-//	exp  expiry^1<<63 | seq                     → hash
+//	msg  seq(8)                                 → ts | expiry | owner(33) | ns | hash(43) | data
+//	hash hash(43)                               → seq
+//	box  pos(8) | owner(33) | ns^0x8000 | seq   → (empty)
+//	exp  expiry^1<<63 | seq                     → (empty)
 //	rev  owner(33)                              → [at(8) | len(2) | token]… oldest first
 //	meta "seq", "messages", "accounts"          → u64
 //
+// seq is a global insertion counter: it orders a namespace's messages like
+// the reference server's SQLite row id. Keying the bulky message records by
+// seq makes every insert an append to the right edge of the tree: pages are
+// packed full, a commit rewrites only the last few data pages instead of one
+// random page per message (less flash wear), and data pages are only mapped
+// into memory when read, not on every insert next to them. The random-order
+// lookups by hash go through the small hash index instead.
+//
 // The box key starts with the owner's swarm position (spec §6.1), so one
 // index serves both retrieval (prefix pos|owner|ns, in insertion order) and
-// the ring-range walks of swarm handover (ForEach, DropRange). seq is a
-// global insertion counter: it orders a namespace's messages like the
-// reference server's SQLite row id.
+// the ring-range walks of swarm handover (ForEach, DropRange).
 package msgstore
 
 import (
@@ -69,6 +76,7 @@ const (
 
 var (
 	bktMsg  = []byte("msg")
+	bktHash = []byte("hash")
 	bktBox  = []byte("box")
 	bktExp  = []byte("exp")
 	bktRev  = []byte("rev")
@@ -140,7 +148,7 @@ func open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open message db %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bktMsg, bktBox, bktExp, bktRev, bktMeta} {
+		for _, b := range [][]byte{bktMsg, bktHash, bktBox, bktExp, bktRev, bktMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("bucket %s: %w", b, err)
 			}
@@ -167,9 +175,6 @@ func open(path string, opts Options) (*Store, error) {
 const hashLen = 43
 
 func nsKey(ns storage.Namespace) uint16 { return uint16(ns) ^ 0x8000 }
-func nsFromKey(k uint16) storage.Namespace {
-	return storage.Namespace(int16(k ^ 0x8000))
-}
 
 func ownerPrefix(a storage.Account) []byte {
 	k := make([]byte, 8+33, 8+33+2+8)
@@ -200,38 +205,74 @@ type record struct {
 	m   storage.Message
 }
 
-const recHeader = 8 + 8 + 8 + 33 + 2
+const recHeader = 8 + 8 + 33 + 2 + hashLen
 
-func encodeRecord(seq uint64, m storage.Message) []byte {
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// keySeq reads the seq that ends box and exp keys.
+func keySeqOf(k []byte) uint64 { return binary.BigEndian.Uint64(k[len(k)-8:]) }
+
+func encodeRecord(m storage.Message) []byte {
 	v := make([]byte, recHeader, recHeader+len(m.Data))
-	binary.BigEndian.PutUint64(v[0:], seq)
-	binary.BigEndian.PutUint64(v[8:], uint64(m.Timestamp))
-	binary.BigEndian.PutUint64(v[16:], uint64(m.Expiry))
-	v[24] = m.Owner.Type
-	copy(v[25:57], m.Owner.Key[:])
-	binary.BigEndian.PutUint16(v[57:], uint16(m.Namespace))
+	binary.BigEndian.PutUint64(v[0:], uint64(m.Timestamp))
+	binary.BigEndian.PutUint64(v[8:], uint64(m.Expiry))
+	v[16] = m.Owner.Type
+	copy(v[17:49], m.Owner.Key[:])
+	binary.BigEndian.PutUint16(v[49:], uint16(m.Namespace))
+	copy(v[51:51+hashLen], m.Hash)
 	return append(v, m.Data...)
+}
+
+// decodeHeader reads everything but the data.
+func decodeHeader(seq uint64, v []byte) (record, error) {
+	if len(v) < recHeader {
+		return record{}, fmt.Errorf("message %d: record of %d bytes is truncated", seq, len(v))
+	}
+	var r record
+	r.seq = seq
+	r.m.Timestamp = int64(binary.BigEndian.Uint64(v[0:]))
+	r.m.Expiry = int64(binary.BigEndian.Uint64(v[8:]))
+	r.m.Owner.Type = v[16]
+	copy(r.m.Owner.Key[:], v[17:49])
+	r.m.Namespace = storage.Namespace(int16(binary.BigEndian.Uint16(v[49:])))
+	r.m.Hash = string(v[51 : 51+hashLen])
+	return r, nil
 }
 
 // decodeRecord copies everything out of v (bbolt memory is only valid
 // inside the transaction).
-func decodeRecord(hash []byte, v []byte) (record, error) {
-	if len(v) < recHeader {
-		return record{}, fmt.Errorf("message %s: record of %d bytes is truncated", hash, len(v))
+func decodeRecord(seq uint64, v []byte) (record, error) {
+	r, err := decodeHeader(seq, v)
+	if err != nil {
+		return r, err
 	}
-	var r record
-	r.seq = binary.BigEndian.Uint64(v[0:])
-	r.m.Hash = string(hash)
-	r.m.Timestamp = int64(binary.BigEndian.Uint64(v[8:]))
-	r.m.Expiry = int64(binary.BigEndian.Uint64(v[16:]))
-	r.m.Owner.Type = v[24]
-	copy(r.m.Owner.Key[:], v[25:57])
-	r.m.Namespace = storage.Namespace(int16(binary.BigEndian.Uint16(v[57:])))
 	r.m.Data = bytes.Clone(v[recHeader:])
 	if r.m.Data == nil {
 		r.m.Data = []byte{}
 	}
 	return r, nil
+}
+
+// load reads message seq; full=false skips copying the data.
+func load(msgs *bolt.Bucket, seq uint64, full bool) (record, error) {
+	v := msgs.Get(seqKey(seq))
+	if v == nil {
+		return record{}, fmt.Errorf("index names missing message %d", seq)
+	}
+	if full {
+		return decodeRecord(seq, v)
+	}
+	return decodeHeader(seq, v)
+}
+
+// lookup finds a message by hash.
+func lookup(tx *bolt.Tx, hash string, full bool) (record, bool, error) {
+	sv := tx.Bucket(bktHash).Get([]byte(hash))
+	if len(sv) != 8 {
+		return record{}, false, nil
+	}
+	r, err := load(tx.Bucket(bktMsg), binary.BigEndian.Uint64(sv), full)
+	return r, err == nil, err
 }
 
 // ---- the call gate ----
@@ -405,15 +446,18 @@ func putU64(b *bolt.Bucket, k []byte, x uint64) error {
 
 // wtx is one op's view of a write transaction.
 type wtx struct {
-	s                  *Store
-	tx                 *bolt.Tx
-	msg, box, exp, met *bolt.Bucket
-	meta               meta
-	inserted           int64
+	s                        *Store
+	tx                       *bolt.Tx
+	msg, hash, box, exp, met *bolt.Bucket
+	meta                     meta
 }
 
 func (s *Store) wtx(tx *bolt.Tx) *wtx {
-	w := &wtx{s: s, tx: tx, msg: tx.Bucket(bktMsg), box: tx.Bucket(bktBox), exp: tx.Bucket(bktExp), met: tx.Bucket(bktMeta)}
+	w := &wtx{s: s, tx: tx, msg: tx.Bucket(bktMsg), hash: tx.Bucket(bktHash), box: tx.Bucket(bktBox),
+		exp: tx.Bucket(bktExp), met: tx.Bucket(bktMeta)}
+	// Records are appended in seq order: pack their pages full instead of
+	// bbolt's default half-full split, which suits random inserts.
+	w.msg.FillPercent = 0.95
 	w.meta = meta{getU64(w.met, keySeq), getU64(w.met, keyMessages), getU64(w.met, keyAccounts)}
 	return w
 }
@@ -445,6 +489,8 @@ func hasPrefix(c *bolt.Cursor, prefix []byte) bool {
 	return k != nil && bytes.HasPrefix(k, prefix)
 }
 
+var empty = []byte{}
+
 // insert adds a new message (the caller checked it is not stored).
 func (w *wtx) insert(m storage.Message) error {
 	owner := ownerPrefix(m.Owner)
@@ -453,33 +499,32 @@ func (w *wtx) insert(m storage.Message) error {
 	}
 	w.meta.seq++
 	seq := w.meta.seq
-	if err := w.msg.Put([]byte(m.Hash), encodeRecord(seq, m)); err != nil {
+	if err := w.msg.Put(seqKey(seq), encodeRecord(m)); err != nil {
 		return fmt.Errorf("put message: %w", err)
 	}
-	if err := w.box.Put(boxKey(m.Owner, m.Namespace, seq), []byte(m.Hash)); err != nil {
+	if err := w.hash.Put([]byte(m.Hash), seqKey(seq)); err != nil {
+		return fmt.Errorf("put hash index: %w", err)
+	}
+	if err := w.box.Put(boxKey(m.Owner, m.Namespace, seq), empty); err != nil {
 		return fmt.Errorf("put box index: %w", err)
 	}
-	if err := w.exp.Put(expKey(m.Expiry, seq), []byte(m.Hash)); err != nil {
+	if err := w.exp.Put(expKey(m.Expiry, seq), empty); err != nil {
 		return fmt.Errorf("put expiry index: %w", err)
 	}
 	w.meta.messages++
-	w.inserted++
 	w.s.txGrowth += need(m)
 	return nil
 }
 
-func (w *wtx) get(hash string) (record, bool, error) {
-	v := w.msg.Get([]byte(hash))
-	if v == nil {
-		return record{}, false, nil
-	}
-	r, err := decodeRecord([]byte(hash), v)
-	return r, err == nil, err
-}
+// get finds a message by hash, without its data.
+func (w *wtx) get(hash string) (record, bool, error) { return lookup(w.tx, hash, false) }
 
 // remove deletes a stored message and its index entries.
 func (w *wtx) remove(r record) error {
-	if err := w.msg.Delete([]byte(r.m.Hash)); err != nil {
+	if err := w.msg.Delete(seqKey(r.seq)); err != nil {
+		return err
+	}
+	if err := w.hash.Delete([]byte(r.m.Hash)); err != nil {
 		return err
 	}
 	if err := w.box.Delete(boxKey(r.m.Owner, r.m.Namespace, r.seq)); err != nil {
@@ -492,33 +537,56 @@ func (w *wtx) remove(r record) error {
 	if !hasPrefix(w.box.Cursor(), ownerPrefix(r.m.Owner)) {
 		w.meta.accounts--
 	}
-	w.s.txGrowth -= need(r.m)
+	// txGrowth is not lowered: freed pages are reusable only after commit.
 	return nil
 }
 
+// setExpiry rewrites the record's expiry and its index entry.
 func (w *wtx) setExpiry(r record, expiry int64) error {
+	v := w.msg.Get(seqKey(r.seq))
+	if len(v) < recHeader {
+		return fmt.Errorf("message %d vanished during its update", r.seq)
+	}
+	nv := bytes.Clone(v)
+	binary.BigEndian.PutUint64(nv[8:], uint64(expiry))
+	if err := w.msg.Put(seqKey(r.seq), nv); err != nil {
+		return err
+	}
 	if err := w.exp.Delete(expKey(r.m.Expiry, r.seq)); err != nil {
 		return err
 	}
-	r.m.Expiry = expiry
-	if err := w.msg.Put([]byte(r.m.Hash), encodeRecord(r.seq, r.m)); err != nil {
-		return err
+	return w.exp.Put(expKey(expiry, r.seq), empty)
+}
+
+// removeSeqs deletes the messages with these seqs (collected from an index
+// first: bbolt cursors must not walk a bucket that is being modified).
+func (w *wtx) removeSeqs(seqs []uint64) (int, error) {
+	for _, seq := range seqs {
+		r, err := load(w.msg, seq, false)
+		if err != nil {
+			return 0, err
+		}
+		if err := w.remove(r); err != nil {
+			return 0, err
+		}
 	}
-	return w.exp.Put(expKey(expiry, r.seq), []byte(r.m.Hash))
+	return len(seqs), nil
 }
 
 // records lists the stored messages whose box keys start with prefix.
-func (w *wtx) records(prefix []byte) ([]record, error) {
-	var out []record
+func (w *wtx) records(prefix []byte, full bool) ([]record, error) {
+	var seqs []uint64
 	c := w.box.Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		r, ok, err := w.get(string(v))
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		seqs = append(seqs, keySeqOf(k))
+	}
+	out := make([]record, 0, len(seqs))
+	for _, seq := range seqs {
+		r, err := load(w.msg, seq, full)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			out = append(out, r)
-		}
+		out = append(out, r)
 	}
 	return out, nil
 }
@@ -572,7 +640,7 @@ func (s *Store) Store(ctx context.Context, m storage.Message) (bool, int64, erro
 			return nil
 		}
 		if m.Namespace.PublicOutbox() {
-			old, err := w.records(boxPrefix(m.Owner, m.Namespace))
+			old, err := w.records(boxPrefix(m.Owner, m.Namespace), false)
 			if err != nil {
 				return err
 			}
@@ -627,7 +695,7 @@ func (s *Store) StoreBatch(ctx context.Context, ms []storage.Message) (int, erro
 			n, full = 0, false
 			w := s.wtx(tx)
 			for _, m := range chunk {
-				if w.msg.Get([]byte(m.Hash)) != nil {
+				if w.hash.Get([]byte(m.Hash)) != nil {
 					continue
 				}
 				if w.full(need(m)) {
@@ -635,7 +703,7 @@ func (s *Store) StoreBatch(ctx context.Context, ms []storage.Message) (int, erro
 					break
 				}
 				if m.Namespace.PublicOutbox() {
-					old, err := w.records(boxPrefix(m.Owner, m.Namespace))
+					old, err := w.records(boxPrefix(m.Owner, m.Namespace), false)
 					if err != nil {
 						return err
 					}
@@ -716,7 +784,7 @@ func (s *Store) deleteWhere(ctx context.Context, what string, owner storage.Acco
 	err := s.write(0, func(tx *bolt.Tx) error {
 		out = map[storage.Namespace][]string{}
 		w := s.wtx(tx)
-		rs, err := w.records(prefixes(owner, f))
+		rs, err := w.records(prefixes(owner, f), false)
 		if err != nil {
 			return err
 		}
@@ -760,7 +828,7 @@ func (s *Store) ExpireAll(ctx context.Context, owner storage.Account, f storage.
 	err := s.write(0, func(tx *bolt.Tx) error {
 		out = map[storage.Namespace][]string{}
 		w := s.wtx(tx)
-		rs, err := w.records(prefixes(owner, f))
+		rs, err := w.records(prefixes(owner, f), false)
 		if err != nil {
 			return err
 		}
@@ -858,23 +926,15 @@ func (s *Store) Prune(ctx context.Context, now int64) (int, error) {
 		err := s.write(0, func(tx *bolt.Tx) error {
 			n = 0
 			w := s.wtx(tx)
-			var hs [][]byte
+			var seqs []uint64
 			c := w.exp.Cursor()
-			for k, v := c.First(); k != nil && bytes.Compare(k, limit) <= 0 && len(hs) < pruneChunk; k, v = c.Next() {
-				hs = append(hs, bytes.Clone(v))
+			for k, _ := c.First(); k != nil && bytes.Compare(k, limit) <= 0 && len(seqs) < pruneChunk; k, _ = c.Next() {
+				seqs = append(seqs, keySeqOf(k))
 			}
-			for _, h := range hs {
-				r, ok, err := w.get(string(h))
-				if err != nil {
-					return err
-				}
-				if !ok {
-					continue
-				}
-				if err := w.remove(r); err != nil {
-					return err
-				}
-				n++
+			var err error
+			n, err = w.removeSeqs(seqs)
+			if err != nil {
+				return err
 			}
 			return w.save()
 		}, func() { s.pruned.Add(int64(n)) })
@@ -922,23 +982,15 @@ func (s *Store) DropRange(ctx context.Context, lower, upper uint64) (int, error)
 			err := s.write(0, func(tx *bolt.Tx) error {
 				n = 0
 				w := s.wtx(tx)
-				var hs [][]byte
+				var seqs []uint64
 				c := w.box.Cursor()
-				for k, v := c.Seek(posKey(seg[0])); k != nil && keyPos(k) <= seg[1] && len(hs) < pruneChunk; k, v = c.Next() {
-					hs = append(hs, bytes.Clone(v))
+				for k, _ := c.Seek(posKey(seg[0])); k != nil && keyPos(k) <= seg[1] && len(seqs) < pruneChunk; k, _ = c.Next() {
+					seqs = append(seqs, keySeqOf(k))
 				}
-				for _, h := range hs {
-					r, ok, err := w.get(string(h))
-					if err != nil {
-						return err
-					}
-					if !ok {
-						continue
-					}
-					if err := w.remove(r); err != nil {
-						return err
-					}
-					n++
+				var err error
+				n, err = w.removeSeqs(seqs)
+				if err != nil {
+					return err
 				}
 				return w.save()
 			}, nil)
@@ -1086,39 +1138,38 @@ func (s *Store) Retrieve(ctx context.Context, owner storage.Account, ns storage.
 	var more bool
 	err := s.view(ctx, "retrieve", func(tx *bolt.Tx) error {
 		out, more = nil, false
-		msgs, box := tx.Bucket(bktMsg), tx.Bucket(bktBox)
+		msgs := tx.Bucket(bktMsg)
 		prefix := boxPrefix(owner, ns)
 		start := prefix
 		if lastHash != "" {
-			if v := msgs.Get([]byte(lastHash)); v != nil {
-				r, err := decodeRecord([]byte(lastHash), v)
-				if err != nil {
-					return err
-				}
-				if r.m.Owner == owner && r.m.Namespace == ns {
-					start = boxKey(owner, ns, r.seq+1)
-				}
+			r, ok, err := lookup(tx, lastHash, false)
+			if err != nil {
+				return err
+			}
+			if ok && r.m.Owner == owner && r.m.Namespace == ns {
+				start = boxKey(owner, ns, r.seq+1)
 			}
 		}
 		var size int64
-		c := box.Cursor()
-		for k, h := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, h = c.Next() {
+		c := tx.Bucket(bktBox).Cursor()
+		for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			if maxCount > 0 && len(out) >= maxCount {
 				more = true
 				return nil
 			}
-			v := msgs.Get(h)
-			if v == nil {
-				return fmt.Errorf("index names missing message %s", h)
+			seq := keySeqOf(k)
+			v := msgs.Get(seqKey(seq))
+			if len(v) < recHeader {
+				return fmt.Errorf("index names missing message %d", seq)
 			}
-			r, err := decodeRecord(h, v)
-			if err != nil {
-				return err
-			}
-			sz := 100 + int64(len(r.m.Hash)) + int64(len(r.m.Data))*4/3
+			sz := 100 + hashLen + int64(len(v)-recHeader)*4/3
 			if maxSize > 0 && len(out) > 0 && size+sz > maxSize {
 				more = true
 				return nil
+			}
+			r, err := decodeRecord(seq, v)
+			if err != nil {
+				return err
 			}
 			size += sz
 			out = append(out, r.m)
@@ -1132,17 +1183,13 @@ func (s *Store) Retrieve(ctx context.Context, owner storage.Account, ns storage.
 func (s *Store) GetExpiries(ctx context.Context, owner storage.Account, hashes []string) (map[string]int64, error) {
 	out := map[string]int64{}
 	err := s.view(ctx, "get expiries", func(tx *bolt.Tx) error {
-		b := tx.Bucket(bktMsg)
 		for _, h := range hashes {
-			v := b.Get([]byte(h))
-			if len(v) < recHeader {
-				continue
+			r, ok, err := lookup(tx, h, false)
+			if err != nil {
+				return err
 			}
-			var o storage.Account
-			o.Type = v[24]
-			copy(o.Key[:], v[25:57])
-			if o == owner {
-				out[h] = int64(binary.BigEndian.Uint64(v[16:]))
+			if ok && r.m.Owner == owner {
+				out[h] = r.m.Expiry
 			}
 		}
 		return nil
@@ -1162,21 +1209,17 @@ func (s *Store) ForEach(ctx context.Context, lower, upper uint64, fn func(storag
 				batch = nil
 				msgs := tx.Bucket(bktMsg)
 				c := tx.Bucket(bktBox).Cursor()
-				var k, h []byte
+				var k []byte
 				if after == nil {
-					k, h = c.Seek(posKey(seg[0]))
+					k, _ = c.Seek(posKey(seg[0]))
 				} else {
-					k, h = c.Seek(after)
+					k, _ = c.Seek(after)
 					if bytes.Equal(k, after) {
-						k, h = c.Next()
+						k, _ = c.Next()
 					}
 				}
-				for ; k != nil && keyPos(k) <= seg[1] && len(batch) < walkBatch; k, h = c.Next() {
-					v := msgs.Get(h)
-					if v == nil {
-						continue
-					}
-					r, err := decodeRecord(h, v)
+				for ; k != nil && keyPos(k) <= seg[1] && len(batch) < walkBatch; k, _ = c.Next() {
+					r, err := load(msgs, keySeqOf(k), true)
 					if err != nil {
 						return err
 					}
