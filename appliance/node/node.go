@@ -13,9 +13,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/snodebox/snodebox/netstack/identity"
@@ -59,6 +61,7 @@ type Node struct {
 	Onion    *onion.Handler
 	Peers    *httpspeer.Transport
 	Source   registry.Source
+	Registry *registry.DevnetRegistry // served when Config.ServeRegistry
 	started  time.Time
 	listener net.Listener
 	httpsSrv *http.Server
@@ -106,7 +109,10 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.Store = st
 
-	src, err := registrySource(cfg, self)
+	if cfg.ServeRegistry {
+		n.Registry = registry.NewDevnetRegistry(registry.DevnetOptions{Logger: n.log.With("svc", "registry")})
+	}
+	src, err := registrySource(cfg, keys, self)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -121,6 +127,7 @@ func New(cfg Config) (*Node, error) {
 		AllowPrivateProxy: cfg.AllowPrivateProxy, Logger: n.log.With("svc", "onion"),
 	})
 	n.Peers.Handle(peer.CmdStorageCC, n.RPC.HandleStorageCC)
+	n.Swarm.Register(n.Peers) // data, data_ready
 	n.Peers.Handle(peer.CmdOnionRequest, n.Onion.HandlePeer)
 	n.Peers.Handle(peer.CmdPing, func(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
 		return peer.Reply{Status: http.StatusOK, Body: []byte("pong")}
@@ -158,13 +165,42 @@ func selfRecord(cfg Config, keys *identity.Keys) (registry.Node, error) {
 	return rn, nil
 }
 
-func registrySource(cfg Config, self registry.Node) (registry.Source, error) {
-	switch spec := cfg.Registry; {
+// registrySource reads --registry: "self" (one-node network), "oxend:URL"
+// (a Session node daemon's JSON-RPC) or "devnet:URL" (a devnet registry
+// served by some snoded with --serve-registry). A node that serves the
+// registry and names no other source joins its own devnet.
+func registrySource(cfg Config, keys *identity.Keys, self registry.Node) (registry.Source, error) {
+	spec := cfg.Registry
+	if cfg.ServeRegistry && (spec == "" || spec == "self") {
+		spec = "devnet:https://" + self.HTTPSAddr()
+	}
+	switch {
 	case spec == "" || spec == "self":
 		return registry.Self{Node: self}, nil
+	case strings.HasPrefix(spec, "oxend:"):
+		u, err := registryURL(spec, "oxend:")
+		if err != nil {
+			return nil, err
+		}
+		return registry.NewOxend(u, nil), nil
+	case strings.HasPrefix(spec, "devnet:"):
+		u, err := registryURL(spec, "devnet:")
+		if err != nil {
+			return nil, err
+		}
+		return registry.NewDevnetSource(u, keys, self, nil), nil
 	default:
 		return nil, fmt.Errorf("registry %q: unknown source (want self, oxend:URL or devnet:URL)", spec)
 	}
+}
+
+func registryURL(spec, prefix string) (string, error) {
+	raw := strings.TrimPrefix(spec, prefix)
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("registry %q: want %shttp(s)://host:port", spec, prefix)
+	}
+	return strings.TrimSuffix(raw, "/"), nil
 }
 
 func (n *Node) lookup(ed [32]byte) (registry.Node, bool) {
@@ -188,6 +224,10 @@ func (n *Node) Handler() http.Handler {
 	mux.Handle("POST /storage_rpc/v1", n.RPC)
 	mux.Handle("POST /onion_req/v2", n.Onion)
 	mux.Handle(httpspeer.PathPrefix, n.Peers)
+	if n.Registry != nil {
+		mux.Handle("POST "+registry.JSONRPCPath, n.Registry)
+		mux.Handle("POST "+registry.AnnouncePath, n.Registry)
+	}
 	mux.HandleFunc("POST /ping_test/v1", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Oxen-Snode-Pubkey", base64Std(n.Self.Legacy[:]))
 		w.WriteHeader(http.StatusOK)
