@@ -202,3 +202,5 @@ func jsonOf(t testing.TB, v any) string {
 	}
 	return string(b)
 }
+
+var nsAll = storage.NSFilter{All: true}

@@ -266,20 +266,29 @@ func (r *batchReq) run(ctx context.Context, s *Server, c *call) response {
 			}
 		}
 	} else {
+		// Subrequests start in order, each once the previous one's local
+		// part is done, while their swarm replication overlaps.
 		out := make([]response, len(r.subs))
 		var wg sync.WaitGroup
 		for i, sub := range r.subs {
+			ready := make(chan struct{})
+			var once sync.Once
+			signal := func() { once.Do(func() { close(ready) }) }
+			sc := *c
+			sc.localDone = signal
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer signal()
 				defer func() {
 					if p := recover(); p != nil {
 						s.cfg.Logger.Error("batch subrequest panicked", "panic", p)
 						out[i] = text(http.StatusInternalServerError, "request failed")
 					}
 				}()
-				out[i] = sub.req.run(ctx, s, c)
+				out[i] = sub.req.run(ctx, s, &sc)
 			}()
+			<-ready
 		}
 		wg.Wait()
 		for _, res := range out {

@@ -58,6 +58,16 @@ type call struct {
 	forwarded bool // arrived by sn.storage_cc: no re-forwarding, wider tolerance
 	bt        bool // answer in bt (binary raw) rather than JSON
 	now       time.Time
+	// localDone, when set, is called once the local part of the request is
+	// done (before waiting for swarm members), so a batch can start its
+	// next subrequest: local effects happen in request order, as upstream.
+	localDone func()
+}
+
+func (c *call) signalLocal() {
+	if c.localDone != nil {
+		c.localDone()
+	}
 }
 
 func (c *call) nowMS() int64 { return c.now.UnixMilli() }
@@ -257,6 +267,7 @@ func (s *Server) fanout(ctx context.Context, c *call, method string, req recursi
 		repl <- s.cfg.Swarm.Replicate(rctx, method, btBody)
 	}()
 	mine := local()
+	c.signalLocal()
 	replies := <-repl
 
 	swarm := map[string]any{s.cfg.Keys.Ed25519Hex(): mine}
