@@ -31,14 +31,18 @@ test: deps
 
 # Benchmarks print figures and ratios against the targets; never pass/fail on time.
 bench: deps
+	@mkdir -p $(BUILD)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./... 2>&1 | tee $(BUILD)/bench.txt
 
 # Hosted node on this machine (no image needed).
 run-hosted: build
 	$(BIN)/snoded run --data $(BUILD)/hosted --listen 127.0.0.1:22021 --status 127.0.0.1:8080
 
+# The image under QEMU -M virt: storage RPC on https://127.0.0.1:22021, status
+# page on http://127.0.0.1:8080. Ctrl-C powers the guest off cleanly.
 run: build
-	$(BIN)/snoded run --data $(BUILD)/hosted --listen 127.0.0.1:22021 --status 127.0.0.1:8080
+	$(BIN)/snodectl qemu --board qemu-arm64 --state $(BUILD)/qemu --snoded $(BIN)/snoded-arm64 \
+		--forward 127.0.0.1:22021-:22021 --forward 127.0.0.1:8080-:80
 
 devnet: build
 	$(BIN)/snodectl devnet up --nodes 7 --dir $(BUILD)/devnet

@@ -165,12 +165,12 @@ func (c *countWriter) Write(p []byte) (int, error) {
 
 // Entry is one record of a read-back archive.
 type Entry struct {
-	Name         string
-	Mode         uint64
-	Rmajor       uint64
-	Rminor       uint64
-	MTime        uint64
-	Data         []byte
+	Name   string
+	Mode   uint64
+	Rmajor uint64
+	Rminor uint64
+	MTime  uint64
+	Data   []byte
 }
 
 // Read parses a (possibly gzip-compressed) newc archive: for tests and for
