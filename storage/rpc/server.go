@@ -436,6 +436,10 @@ func (s *Server) HandleStorageCC(ctx context.Context, from ed25519.PublicKey, bo
 			rep = peer.Reply{Status: http.StatusInternalServerError, Body: []byte("request failed")}
 		}
 	}()
+	return s.storageCC(ctx, body)
+}
+
+func (s *Server) storageCC(ctx context.Context, body []byte) peer.Reply {
 	fail := func(status int, msg string) peer.Reply {
 		return peer.Reply{Status: status, Body: []byte(msg)}
 	}
