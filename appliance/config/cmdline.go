@@ -17,6 +17,7 @@ type Cmdline struct {
 	StatusPort    int      // -1 = not set (0 is a valid "no status page")
 	StatusLANOnly *bool
 	Registry      string
+	Slot          string   // snode.slot: the A/B slot U-Boot booted (shown on the status page)
 	Unknown       []string // snode.* keys we do not know (logged, not fatal)
 }
 
@@ -83,6 +84,8 @@ func ParseCmdline(s string) (Cmdline, error) {
 				continue
 			}
 			c.Registry = v
+		case "snode.slot":
+			c.Slot = v
 		default:
 			c.Unknown = append(c.Unknown, k)
 		}

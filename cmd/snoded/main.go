@@ -3,21 +3,20 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/snodebox/snodebox/appliance"
 	"github.com/snodebox/snodebox/appliance/node"
 	"github.com/snodebox/snodebox/storage/rpc"
 )
 
 func main() {
+	if os.Getpid() == 1 {
+		appliance.Boot() // never returns
+	}
 	if len(os.Args) < 2 {
 		usage()
 		os.Exit(2)
@@ -54,51 +53,31 @@ When started as PID 1 (the init of a snodebox image) snoded boots the device.
 
 func runHosted(args []string) error {
 	fs := flag.NewFlagSet("snoded run", flag.ContinueOnError)
-	var cfg node.Config
-	fs.StringVar(&cfg.DataDir, "data", "", "data directory (identity, database); required")
-	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:22021", "HTTPS address for the storage RPC, onion requests and peers")
-	fs.StringVar(&cfg.StatusListen, "status", "127.0.0.1:8080", "plain-HTTP status page address (empty: none)")
-	fs.StringVar(&cfg.PublicIP, "public-ip", "", "IPv4 address published to the network (default: the listen address)")
-	fs.StringVar(&cfg.Registry, "registry", "self", "network registry: self, oxend:URL or devnet:URL")
-	fs.BoolVar(&cfg.ServeRegistry, "serve-registry", false, "also serve a devnet registry on the HTTPS listener")
-	fs.Int64Var(&cfg.DBCapBytes, "db-cap", 0, "message database size cap in bytes (0: default)")
+	var cfg appliance.HostedConfig
+	nc := &cfg.Node
+	fs.StringVar(&nc.DataDir, "data", "", "data directory (identity, database); required")
+	fs.StringVar(&nc.Listen, "listen", "127.0.0.1:22021", "HTTPS address for the storage RPC, onion requests and peers")
+	fs.StringVar(&nc.StatusListen, "status", "127.0.0.1:8080", "plain-HTTP status page address (empty: none)")
+	fs.StringVar(&nc.PublicIP, "public-ip", "", "IPv4 address published to the network (default: the listen address)")
+	fs.StringVar(&nc.Registry, "registry", "self", "network registry: self, oxend:URL or devnet:URL")
+	fs.BoolVar(&nc.ServeRegistry, "serve-registry", false, "also serve a devnet registry on the HTTPS listener")
+	fs.Int64Var(&nc.DBCapBytes, "db-cap", 0, "message database size cap in bytes (0: default)")
 	noLimit := fs.Bool("no-rate-limit", false, "disable the per-IP rate limit (benchmarks only)")
-	fs.BoolVar(&cfg.AllowPrivateProxy, "allow-private-proxy", false, "let onion proxy requests reach private and loopback addresses (devnets)")
+	fs.BoolVar(&nc.AllowPrivateProxy, "allow-private-proxy", false, "let onion proxy requests reach private and loopback addresses (devnets)")
+	fs.StringVar(&cfg.ConfigFile, "config", "", "snodebox.toml to validate and show on the status page (optional)")
+	fs.BoolVar(&cfg.StatusLANOnly, "status-lan-only", false, "refuse status page clients outside private and loopback ranges")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if cfg.DataDir == "" {
+	if nc.DataDir == "" {
 		return errors.New("run: --data DIR is required")
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("run: --log-level %q: %w", *level, err)
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	if *noLimit {
-		cfg.RateLimit = rpc.RateLimit{Disabled: true}
+		nc.RateLimit = rpc.RateLimit{Disabled: true}
 	}
-
-	n, err := node.New(cfg)
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-	if err := n.Listen(); err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if cfg.StatusListen != "" {
-		srv := &http.Server{Addr: cfg.StatusListen, Handler: n.StatusHandler()}
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				cfg.Logger.Error("status page", "err", err)
-			}
-		}()
-		defer srv.Close()
-	}
-	cfg.Logger.Info("snoded running", "https", cfg.Listen, "status", cfg.StatusListen, "data", cfg.DataDir)
-	return n.Run(ctx)
+	return appliance.RunHosted(cfg)
 }
