@@ -79,7 +79,11 @@ func newReacher(s *Swarm, cfg ReachConfig) *reacher {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = registry.InsecureClient(cfg.Timeout)
 	}
-	return &reacher{s: s, cfg: cfg, peers: map[[32]byte]*peerState{}, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+	r := &reacher{s: s, cfg: cfg, peers: map[[32]byte]*peerState{}, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+	// The first test waits a round: peers learn about a starting node from
+	// the registry only after it has announced itself.
+	r.nextRandom = s.cfg.Now().Add(r.normal(cfg.Every))
+	return r
 }
 
 // normal draws N(mean, mean·0.3), at least 0.

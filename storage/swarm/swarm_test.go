@@ -492,6 +492,7 @@ func TestReachability(t *testing.T) {
 
 	// The background tests record results and back off failing peers.
 	a.sw.reach.cfg.Tick, a.sw.reach.cfg.Every = 5*time.Millisecond, 10*time.Millisecond
+	a.sw.reach.nextRandom = time.Time{}
 	n.publish(map[*tnode]uint64{a: 1, good: 1, liar: 1, dead: 1})
 	snap, _, _ := n.src.Fetch(ctx)
 	a.sw.Apply(snap)
