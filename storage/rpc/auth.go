@@ -49,10 +49,10 @@ func (a *auth) loadPubkey(p *params, alias bool) error {
 		return perr("Required field 'pubkey' missing")
 	}
 	var acct storage.Account
-	switch len(pk) {
-	case 66:
+	switch {
+	case len(pk) == 66:
 		acct, err = storage.ParseAccount(pk)
-	case 33:
+	case len(pk) == 33 && p.isBT(): // bt carries the raw bytes
 		acct, err = storage.AccountFromBytes([]byte(pk))
 	default:
 		err = perr("wrong length")
