@@ -679,7 +679,8 @@ func (s *Store) StoreBatch(ctx context.Context, ms []storage.Message) (int, erro
 	defer s.leave()
 	total := 0
 	for len(ms) > 0 {
-		chunk := ms[:min(batchChunk, len(ms))]
+		chunk := make([]storage.Message, min(batchChunk, len(ms)))
+		copy(chunk, ms) // withHash must not write into the caller's slice
 		ms = ms[len(chunk):]
 		size := 0
 		for i := range chunk {

@@ -306,3 +306,62 @@ func TestCrashKeepsAcknowledgedStores(t *testing.T) {
 		}
 	}
 }
+
+// Walks and drops larger than one read batch (walkBatch) or one deletion
+// chunk (pruneChunk) visit every message exactly once.
+func TestRangeWalksAcrossBatches(t *testing.T) {
+	s := openTemp(t, Options{})
+	defer s.Close()
+	positions := []uint64{10, 1 << 40, 1 << 63}
+	per := []int{walkBatch*2 + 3, pruneChunk + 5, 7}
+	var ms []storage.Message
+	for p, pos := range positions {
+		for i := range per[p] {
+			// Two accounts per position, several namespaces.
+			a := storetest.AccountAt(pos, byte(i%2))
+			ms = append(ms, storetest.Msg(a, storage.Namespace(i%3), fmt.Sprintf("%d-%d", p, i), 1, 9000))
+		}
+	}
+	if n, err := s.StoreBatch(bg, ms); err != nil || n != len(ms) {
+		t.Fatalf("stored %d of %d: %v", n, len(ms), err)
+	}
+	walk := func(lower, upper uint64) (int, int) {
+		seen := map[string]bool{}
+		visits := 0
+		err := s.ForEach(bg, lower, upper, func(m storage.Message) error {
+			visits++
+			seen[m.Hash] = true
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return visits, len(seen)
+	}
+	cases := []struct {
+		name         string
+		lower, upper uint64
+		want         int
+	}{
+		{"whole ring", 5, 5, len(ms)},
+		{"first position", 0, 10, per[0]},
+		{"second and third", 10, 1 << 63, per[1] + per[2]},
+		{"wrap", 1 << 40, 10, per[0] + per[2]},
+	}
+	for _, c := range cases {
+		visits, distinct := walk(c.lower, c.upper)
+		if visits != c.want || distinct != c.want {
+			t.Errorf("%s: %d visits of %d messages, want %d", c.name, visits, distinct, c.want)
+		}
+	}
+	n, err := s.DropRange(bg, 10, 1<<40)
+	if err != nil || n != per[1] {
+		t.Errorf("drop range: %d, %v; want %d", n, err, per[1])
+	}
+	if visits, _ := walk(0, 0); visits != per[0]+per[2] {
+		t.Errorf("after drop: %d messages left, want %d", visits, per[0]+per[2])
+	}
+	if st := s.Stats(); st.Messages != int64(per[0]+per[2]) || st.Accounts != 4 {
+		t.Errorf("stats after drop: %+v", st)
+	}
+}
