@@ -1,0 +1,290 @@
+package appliance
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/snodebox/snodebox/appliance/node"
+	"github.com/snodebox/snodebox/board"
+	"github.com/snodebox/snodebox/board/sim"
+	"github.com/snodebox/snodebox/storage/rpc"
+)
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// until polls cond; the long deadline only keeps a broken build from
+// hanging the test run, it is not a speed requirement.
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type hostedRun struct {
+	app  *app
+	done chan error
+	data string
+	stat string
+	stop context.CancelFunc
+}
+
+func startHosted(t *testing.T, b board.Board) *hostedRun {
+	t.Helper()
+	h := &hostedRun{done: make(chan error, 1), data: t.TempDir(), stat: freePort(t)}
+	started := make(chan *app, 1)
+	cfg := HostedConfig{
+		Node: node.Config{
+			DataDir: h.data, Listen: freePort(t), StatusListen: h.stat,
+			RateLimit: rpc.RateLimit{Disabled: true},
+		},
+		Board:          b,
+		LogOutput:      io.Discard,
+		HealthInterval: 1,
+		onStart:        func(a *app) { started <- a },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.stop = cancel
+	go func() { h.done <- runHosted(ctx, cfg) }()
+	select {
+	case h.app = <-started:
+	case err := <-h.done:
+		t.Fatalf("runHosted ended early: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-h.done
+	})
+	until(t, "node running", func() bool { n, _ := h.app.current(); return n != nil })
+	return h
+}
+
+func (h *hostedRun) gens() int {
+	h.app.mu.Lock()
+	defer h.app.mu.Unlock()
+	return h.app.gens
+}
+
+func (h *hostedRun) resets() int {
+	h.app.mu.Lock()
+	defer h.app.mu.Unlock()
+	return h.app.resets
+}
+
+func (h *hostedRun) identity() string {
+	n, _ := h.app.current()
+	if n == nil {
+		return ""
+	}
+	return n.Keys.Ed25519Hex()
+}
+
+func (h *hostedRun) logged(substr string) bool {
+	for _, l := range h.app.ring.Lines() {
+		if strings.Contains(l, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestHostedStatusAndLED(t *testing.T) {
+	b := sim.New()
+	h := startHosted(t, b)
+	until(t, "LED healthy", func() bool { return b.LED() == board.LEDHealthy })
+	resp, err := http.Get("http://" + h.stat + "/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var top map[string]json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&top); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"healthy", "reasons", "ed25519", "swarm_members", "led", "services", "memory", "logs"} {
+		if _, ok := top[k]; !ok {
+			t.Errorf("/status.json lacks top-level %q", k)
+		}
+	}
+	if string(top["healthy"]) != "true" || string(top["led"]) != `"healthy"` {
+		t.Errorf("healthy=%s led=%s, want a healthy hosted node", top["healthy"], top["led"])
+	}
+	var hist []string
+	for _, c := range b.History() {
+		hist = append(hist, c.State.String())
+	}
+	if hist[0] != "booting" || hist[len(hist)-1] != "healthy" {
+		t.Errorf("LED history %v: want booting first and healthy last", hist)
+	}
+}
+
+func TestButtonShortPressLogsStatus(t *testing.T) {
+	b := sim.New()
+	h := startHosted(t, b)
+	if a, ok := b.Press(300 * time.Millisecond); !ok || a != board.ActionStatus {
+		t.Fatalf("short press gave %v %v", a, ok)
+	}
+	until(t, "status logged", func() bool { return h.logged("msg=status code=") })
+	if h.gens() != 1 {
+		t.Errorf("a status press restarted the node (%d generations)", h.gens())
+	}
+}
+
+func TestButtonHoldRebootsServices(t *testing.T) {
+	b := sim.New()
+	h := startHosted(t, b)
+	id := h.identity()
+	if a, ok := b.Press(6 * time.Second); !ok || a != board.ActionReboot {
+		t.Fatalf("6 s hold gave %v %v", a, ok)
+	}
+	until(t, "second generation running", func() bool { n, _ := h.app.current(); return h.gens() == 2 && n != nil })
+	if got := h.identity(); got != id {
+		t.Errorf("identity changed across a reboot: %s → %s", id, got)
+	}
+	until(t, "healthy again", func() bool { return b.LED() == board.LEDHealthy })
+}
+
+func TestButtonFactoryResetKeepsKeys(t *testing.T) {
+	b := sim.New()
+	h := startHosted(t, b)
+	id := h.identity()
+	junk := filepath.Join(h.data, "junk")
+	os.WriteFile(junk, []byte("x"), 0o644)
+	if _, ok := b.Press(16 * time.Second); ok {
+		t.Fatal("a 16 s hold must only arm the reset")
+	}
+	if a, ok := b.Press(200 * time.Millisecond); !ok || a != board.ActionFactoryReset {
+		t.Fatalf("confirming press gave %v %v, want factory-reset", a, ok)
+	}
+	until(t, "reset done and node back", func() bool { n, _ := h.app.current(); return h.resets() == 1 && n != nil })
+	if _, err := os.Stat(junk); !os.IsNotExist(err) {
+		t.Errorf("data survived the factory reset: %v", err)
+	}
+	if got := h.identity(); got != id {
+		t.Errorf("factory reset changed the identity: %s → %s", id, got)
+	}
+	if _, err := os.Stat(filepath.Join(h.data, "messages.db")); err != nil {
+		t.Errorf("no fresh database after the reset: %v", err)
+	}
+}
+
+// clockBoard is the simulated board with the button decoded on a clock the
+// test moves, to press "too late" without waiting 10 s.
+type clockBoard struct {
+	*sim.Board
+	mu      sync.Mutex
+	now     time.Time
+	g       *board.Gestures
+	actions chan board.Action
+}
+
+func newClockBoard() *clockBoard {
+	c := &clockBoard{Board: sim.New(), now: time.Unix(1_800_000_000, 0), actions: make(chan board.Action, 4)}
+	c.g = &board.Gestures{Clock: func() time.Time { return c.now }}
+	return c
+}
+
+func (c *clockBoard) Actions() <-chan board.Action { return c.actions }
+
+func (c *clockBoard) press(hold time.Duration) (board.Action, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.g.Press()
+	c.now = c.now.Add(hold)
+	a, ok := c.g.Release()
+	if ok {
+		c.actions <- a
+	}
+	return a, ok
+}
+
+func (c *clockBoard) wait(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+func TestFactoryResetNeedsTimelyConfirmation(t *testing.T) {
+	b := newClockBoard()
+	h := startHosted(t, b)
+	junk := filepath.Join(h.data, "junk")
+	os.WriteFile(junk, []byte("x"), 0o644)
+	b.press(16 * time.Second)
+	b.wait(11 * time.Second) // the confirming press comes too late
+	a, ok := b.press(200 * time.Millisecond)
+	if !ok || a != board.ActionStatus {
+		t.Fatalf("late press gave %v %v, want a plain status press", a, ok)
+	}
+	until(t, "status logged", func() bool { return h.logged("msg=status code=") })
+	if h.resets() != 0 {
+		t.Fatal("factory reset ran after a late confirmation")
+	}
+	if _, err := os.Stat(junk); err != nil {
+		t.Errorf("data lost without a reset: %v", err)
+	}
+	// In time, the same board does reset.
+	b.press(16 * time.Second)
+	b.wait(9 * time.Second)
+	if a, ok := b.press(200 * time.Millisecond); !ok || a != board.ActionFactoryReset {
+		t.Fatalf("timely press gave %v %v", a, ok)
+	}
+	until(t, "reset", func() bool { return h.resets() == 1 })
+}
+
+func TestPowerKeyStopsHostedNode(t *testing.T) {
+	b := sim.New()
+	h := startHosted(t, b)
+	b.PowerKey()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Fatalf("runHosted after power key: %v", err)
+		}
+		h.done <- nil // for the cleanup
+	case <-time.After(60 * time.Second):
+		t.Fatal("power key did not stop the hosted node")
+	}
+}
+
+func TestStatusPressThroughAPI(t *testing.T) {
+	b := sim.New()
+	h := startHosted(t, b)
+	resp, err := http.Post("http://"+h.stat+"/api/button", "application/json", strings.NewReader(`{"hold_ms": 6000}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	until(t, "restart through the status API", func() bool { return h.gens() == 2 })
+}
+
+func TestWipeExceptKeys(t *testing.T) {
+	d := t.TempDir()
+	os.MkdirAll(filepath.Join(d, "keys"), 0o700)
+	os.WriteFile(filepath.Join(d, "keys", "ed25519.seed"), make([]byte, 32), 0o600)
+	os.WriteFile(filepath.Join(d, "messages.db"), []byte("db"), 0o600)
+	os.MkdirAll(filepath.Join(d, "sub", "x"), 0o755)
+	if err := wipeExceptKeys(d, filepath.Join(d, "keys")); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(d)
+	if len(ents) != 1 || ents[0].Name() != "keys" {
+		t.Errorf("left %v, want only keys", ents)
+	}
+}
