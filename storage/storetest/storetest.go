@@ -697,6 +697,12 @@ func testRevocations(t *testing.T, s storage.Store) {
 		t.Fatal(err)
 	}
 	eqStrings(t, "revoked", tokenSet(got), tokensSet(1, 2, 3))
+	// Revoking again refreshes the entry; it is not listed twice.
+	if err := s.Revoke(bg, a, [][]byte{token(1), token(1)}, 1001); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Revoked(bg, a)
+	eqStrings(t, "revoked after re-revoke", tokenSet(got), tokensSet(1, 2, 3))
 	if other, _ := s.Revoked(bg, b); len(other) != 0 {
 		t.Errorf("another account has revocations: %x", other)
 	}
