@@ -948,6 +948,11 @@ func (s *Store) Prune(ctx context.Context, now int64) (int, error) {
 		}
 	}
 	s.lastPrune.Store(now)
+	// Prune runs every few seconds on a node: a good moment to hand the
+	// clean database pages back (see trim).
+	if err := s.trim(); err != nil {
+		return total, fmt.Errorf("prune: trim mapping: %w", err)
+	}
 	return total, nil
 }
 
