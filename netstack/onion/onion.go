@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/snodebox/snodebox/netstack/identity"
@@ -161,8 +162,10 @@ func (h *Handler) process(ctx context.Context, req onionreq.Request) result {
 	if err != nil {
 		return plain(http.StatusBadRequest, "Invalid ciphertext")
 	}
-	pt, err := c.Open(req.Ciphertext)
+	buf := getBuf(len(req.Ciphertext))
+	pt, err := c.OpenAppend(buf[:0], req.Ciphertext)
 	if err != nil {
+		putBuf(buf)
 		return plain(http.StatusBadRequest, "Invalid ciphertext")
 	}
 	in, err := onionreq.ParseInner(pt)
@@ -185,8 +188,33 @@ func (h *Handler) process(ctx context.Context, req onionreq.Request) result {
 		}
 		return h.proxy.do(ctx, u, in.Plaintext, h.cfg.Logger)
 	default:
-		return h.relay(ctx, req.HopNo, in)
+		res := h.relay(ctx, req.HopNo, in)
+		// The relay copied what it sent; only here is the plaintext
+		// certainly dead (the RPC and the proxy get no such promise).
+		putBuf(pt)
+		return res
 	}
+}
+
+// Plaintext buffers of relayed layers are reused: at relay rates a fresh
+// buffer per hop is most of the garbage a node makes.
+var bufPool sync.Pool
+
+const maxPooledBuf = 1 << 20
+
+func getBuf(n int) []byte {
+	if p, ok := bufPool.Get().(*[]byte); ok && cap(*p) >= n {
+		return *p
+	}
+	return make([]byte, 0, max(n, 4096))
+}
+
+func putBuf(b []byte) {
+	if cap(b) == 0 || cap(b) > maxPooledBuf {
+		return
+	}
+	b = b[:0]
+	bufPool.Put(&b)
 }
 
 // final runs the RPC and seals {"status","body"} for the client (§8.4).

@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/crypto/blake2b"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -225,13 +226,17 @@ func (c *Cipher) SealNonce(pt, nonce []byte) ([]byte, error) {
 }
 
 // Open decrypts a layer. The result never aliases ct.
-func (c *Cipher) Open(ct []byte) ([]byte, error) {
+func (c *Cipher) Open(ct []byte) ([]byte, error) { return c.OpenAppend(nil, ct) }
+
+// OpenAppend decrypts a layer, appending the plaintext to dst (which must
+// not overlap ct), so a relay can reuse its buffers.
+func (c *Cipher) OpenAppend(dst, ct []byte) ([]byte, error) {
 	ns := c.NonceSize()
 	if c.aead != nil {
 		if len(ct) < ns+c.aead.Overhead() {
 			return nil, ErrDecrypt
 		}
-		pt, err := c.aead.Open(nil, ct[:ns], ct[ns:], nil)
+		pt, err := c.aead.Open(dst, ct[:ns], ct[ns:], nil)
 		if err != nil {
 			return nil, ErrDecrypt
 		}
@@ -241,7 +246,8 @@ func (c *Cipher) Open(ct []byte) ([]byte, error) {
 	if len(ct) < ns+aes.BlockSize || len(body)%aes.BlockSize != 0 {
 		return nil, ErrDecrypt
 	}
-	pt := make([]byte, len(body))
+	dst = slices.Grow(dst, len(body))
+	pt := dst[len(dst) : len(dst)+len(body)]
 	cipher.NewCBCDecrypter(c.block, ct[:ns]).CryptBlocks(pt, body)
 	pad := int(pt[len(pt)-1])
 	if pad == 0 || pad > aes.BlockSize {
@@ -252,5 +258,5 @@ func (c *Cipher) Open(ct []byte) ([]byte, error) {
 			return nil, ErrDecrypt
 		}
 	}
-	return pt[:len(pt)-pad], nil
+	return dst[:len(dst)+len(pt)-pad], nil
 }

@@ -493,3 +493,21 @@ func TestLowOrderEphemeralKeyRejected(t *testing.T) {
 		t.Fatal("all-zero ephemeral key accepted (shared secret would be zero)")
 	}
 }
+
+func TestOpenAppendKeepsPrefix(t *testing.T) {
+	var k [32]byte
+	k[0] = 7
+	for _, enc := range []EncType{AESGCM, XChaCha20, AESCBC} {
+		c, _ := NewCipher(enc, k)
+		for _, n := range []int{0, 1, 15, 16, 17, 1000} {
+			pt := bytes.Repeat([]byte{byte(n)}, n)
+			ct, _ := c.Seal(pt)
+			dst := make([]byte, 3, 5)
+			copy(dst, "abc")
+			got, err := c.OpenAppend(dst, ct)
+			if err != nil || string(got[:3]) != "abc" || !bytes.Equal(got[3:], pt) {
+				t.Fatalf("%v n=%d: %q %v", enc, n, got, err)
+			}
+		}
+	}
+}
