@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -54,13 +55,14 @@ type tnode struct {
 }
 
 type tnet struct {
-	t     *testing.T
-	net   *memtransport.Network
-	src   *staticSource
-	nodes []*tnode
+	t      testing.TB
+	net    *memtransport.Network
+	src    *staticSource
+	nodes  []*tnode
+	logger *slog.Logger // nil: slog.Default
 }
 
-func newNet(t *testing.T) *tnet {
+func newNet(t testing.TB) *tnet {
 	dumpRetryPause = 50 * time.Millisecond
 	return &tnet{t: t, net: memtransport.NewNetwork(), src: &staticSource{}}
 }
@@ -81,7 +83,7 @@ func (n *tnet) add(i int) *tnode {
 		Keys: k, Self: rn, Source: n.src, Transport: tn.ep, Store: tn.store,
 		PollInterval: 20 * time.Millisecond, MaintainInterval: 20 * time.Millisecond,
 		HandshakeInterval: 30 * time.Millisecond, ForwardTimeout: time.Second,
-		Reach: ReachConfig{Tick: -1},
+		Reach: ReachConfig{Tick: -1}, Logger: n.logger,
 	})
 	tn.sw.Register(tn.ep)
 	tn.ep.Handle(peer.CmdStorageCC, func(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
