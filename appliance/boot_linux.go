@@ -54,7 +54,7 @@ func Boot() {
 	// u-root's dhclient logs through the standard logger.
 	log.SetOutput(slogWriter{logger})
 	log.SetFlags(0)
-	rt := &app{log: logger, ring: ring, policy: supervise.DefaultPolicy, device: &device{reaper: newReaper(logger)}}
+	rt := &app{log: logger, ring: ring, policy: supervise.DefaultPolicy, device: &device{reaper: newReaper(logger)}, restart: make(chan struct{}, 1)}
 	defer func() {
 		if r := recover(); r != nil {
 			logger.Error("PID 1 panic; rebooting", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
@@ -67,7 +67,9 @@ func Boot() {
 type slogWriter struct{ l *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Info(strings.TrimSpace(string(p)), "from", "dhclient")
+	// dhclient prints whole DHCP packets; the first line says what happened.
+	msg, _, _ := strings.Cut(strings.TrimSpace(string(p)), "\n")
+	w.l.Info(msg, "from", "dhclient")
 	return len(p), nil
 }
 
@@ -186,8 +188,29 @@ func (rt *app) boot() {
 		Listen:   fmt.Sprintf(":%d", rt.cfg.Ports.RPC),
 		Registry: rt.cfg.Registry,
 		PublicIP: rt.publicIP(st),
-		Logger:   rt.log,
+		// The message store may fill 80% of the data filesystem; the rest
+		// is headroom for bbolt's free pages and the clock/identity files.
+		DBCapBytes: int64(diskUsage(DataMount).TotalBytes / 10 * 8),
+		Logger:     rt.log,
 	}
+	d.link.OnUp(func(st link.State) {
+		ip := rt.publicIP(st)
+		rt.mu.Lock()
+		changed := ip != "" && ip != rt.nodeCfg.PublicIP
+		if changed {
+			rt.nodeCfg.PublicIP = ip
+		}
+		rt.mu.Unlock()
+		if changed {
+			rt.log.Info("network address changed; restarting the node services", "ip", ip)
+			addr := st.Address
+			if p, err := netip.ParsePrefix(addr); err == nil {
+				addr = p.Addr().String()
+			}
+			markers.mark("network up if=%s addr=%s", st.Interface, addr)
+			rt.restartNode()
+		}
+	})
 	rt.slot = d.cmdline.Slot
 	rt.system = supervise.New(rt.policy, nil, rt.log)
 	rt.setupHealth()
@@ -252,6 +275,8 @@ func (rt *app) boot() {
 			}
 			stopSystem()
 			rt.finish(cmd)
+		case outRestart:
+			continue
 		case outReboot:
 			stopSystem()
 			rt.finish(unix.LINUX_REBOOT_CMD_RESTART)

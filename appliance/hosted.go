@@ -134,7 +134,7 @@ func runHosted(ctx context.Context, cfg HostedConfig) error {
 		case outPowerOff:
 			log.Info("power key: stopping")
 			return nil
-		case outReboot:
+		case outReboot, outRestart:
 			log.Info("reboot: restarting the node services")
 		case outFactoryReset:
 			log.Warn("factory reset: wiping the data directory (keys kept)", "dir", cfg.Node.DataDir)

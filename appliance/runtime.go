@@ -62,6 +62,16 @@ type app struct {
 	statusLn net.Listener
 
 	sigTarget func(cmd uintptr) // device: a signal asks for reboot/power off
+	restart   chan struct{}     // restart the node in place (new public address)
+}
+
+// restartNode asks the running generation to stop and start again with the
+// current nodeCfg (e.g. DHCP came up after boot with the public address).
+func (rt *app) restartNode() {
+	select {
+	case rt.restart <- struct{}{}:
+	default:
+	}
 }
 
 func (rt *app) current() (*node.Node, *supervise.Supervisor) {
@@ -105,6 +115,9 @@ func (rt *app) setupHealth() {
 				if n == nil {
 					rt.mu.Lock()
 					defer rt.mu.Unlock()
+					if rt.nodeErr == "" {
+						return []string{"node starting"}
+					}
 					return []string{"node not running: " + rt.nodeErr}
 				}
 				return n.Swarm.NotReady()
@@ -283,12 +296,16 @@ const (
 	outReboot
 	outPowerOff
 	outFactoryReset
+	outRestart // in place, same process
 )
 
 // runGeneration starts a node and its services and runs until ctx ends or a
 // button action asks for something; the node is closed when it returns.
 func (rt *app) runGeneration(ctx context.Context, actions <-chan board.Action) (outcome, error) {
-	n, err := node.New(rt.nodeCfg)
+	rt.mu.Lock()
+	ncfg := rt.nodeCfg
+	rt.mu.Unlock()
+	n, err := node.New(ncfg)
 	if err == nil {
 		if err = n.Listen(); err != nil {
 			n.Close()
@@ -328,6 +345,9 @@ func (rt *app) runGeneration(ctx context.Context, actions <-chan board.Action) (
 		case <-ctx.Done():
 			stop()
 			return outShutdown, nil
+		case <-rt.restart:
+			stop()
+			return outRestart, nil
 		case a := <-actions:
 			rt.log.Info("button", "action", a.String())
 			switch a {

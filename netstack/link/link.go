@@ -65,6 +65,15 @@ type Manager struct {
 	mu    sync.Mutex
 	state State
 	renew time.Duration
+	onUp  func(State)
+}
+
+// OnUp registers f to be called after every successful (re)configuration
+// done by Run, so the node can follow a changed address.
+func (m *Manager) OnUp(f func(State)) {
+	m.mu.Lock()
+	m.onUp = f
+	m.mu.Unlock()
 }
 
 // New makes a Manager.
@@ -161,11 +170,18 @@ func (m *Manager) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(wait):
 		}
-		if _, err := m.Up(ctx); err != nil {
+		st, err := m.Up(ctx)
+		if err != nil {
 			m.log.Warn("network", "err", err, "retry", retry)
 			retry = min(retry*2, 5*time.Minute)
-		} else {
-			retry = 10 * time.Second
+			continue
+		}
+		retry = 10 * time.Second
+		m.mu.Lock()
+		f := m.onUp
+		m.mu.Unlock()
+		if f != nil {
+			f(st)
 		}
 	}
 }
