@@ -212,6 +212,16 @@ func (rt *app) boot() {
 		}
 	})
 	rt.slot = d.cmdline.Slot
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	signalled := make(chan uintptr, 1)
+	rt.sigTarget = func(cmd uintptr) {
+		select {
+		case signalled <- cmd:
+		default:
+		}
+		cancel()
+	}
 	rt.system = supervise.New(rt.policy, nil, rt.log)
 	rt.setupHealth()
 	services := []supervise.Service{
@@ -240,16 +250,6 @@ func (rt *app) boot() {
 
 	actions := make(chan board.Action, 4)
 	go rt.forward(rt.board.Actions(), actions)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	signalled := make(chan uintptr, 1)
-	rt.sigTarget = func(cmd uintptr) {
-		select {
-		case signalled <- cmd:
-		default:
-		}
-		cancel()
-	}
 	for {
 		out, err := rt.runGeneration(ctx, actions)
 		if err != nil {
