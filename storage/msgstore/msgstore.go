@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -114,6 +115,9 @@ type Store struct {
 	stores    atomic.Int64
 	pruned    atomic.Int64
 	lastPrune atomic.Int64
+
+	// Filesystem limit cache for the size cap (see diskLimit).
+	limitAt, limit atomic.Int64
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -475,11 +479,43 @@ func (w *wtx) save() error {
 // full reports whether adding need bytes would pass the cap. Used space is
 // the file's high-water mark minus the free pages bbolt will reuse, plus
 // what this transaction has added so far.
+//
+// The cap is also lowered to what the filesystem can still hold: the
+// default cap suits a 32 GB card, and on a smaller one the disk must not
+// fill first (a failed commit would fail every store of its batch with an
+// I/O error instead of a clean ErrFull, and starve the rest of the system).
 func (w *wtx) full(need int64) bool {
 	st := w.s.db.Stats()
 	pageSize := int64(w.s.db.Info().PageSize)
 	used := w.tx.Size() - int64(st.FreePageN+st.PendingPageN)*pageSize + w.s.txGrowth
-	return used+need > w.s.capBytes
+	limit := w.s.capBytes
+	if disk := w.s.diskLimit(); disk >= 0 && disk < limit {
+		limit = disk
+	}
+	return used+need > limit
+}
+
+// diskReserve is left free on the data filesystem for the rest of the
+// node (logs, state, bbolt's own growth steps).
+const diskReserve = 256 << 20
+
+// diskLimit is the largest the database file may grow to on its
+// filesystem: its current size plus the free space, minus diskReserve; -1
+// if unknown. statfs runs at most once a second, not once per store.
+func (s *Store) diskLimit() int64 {
+	now := time.Now().UnixNano()
+	if now-s.limitAt.Load() < int64(time.Second) {
+		return s.limit.Load()
+	}
+	s.limitAt.Store(now)
+	limit := int64(-1)
+	if avail, err := statfsAvail(filepath.Dir(s.path)); err == nil {
+		if fi, err := os.Stat(s.path); err == nil {
+			limit = max(0, fi.Size()+avail-diskReserve)
+		}
+	}
+	s.limit.Store(limit)
+	return limit
 }
 
 func need(m storage.Message) int64 { return int64(len(m.Data)) + perMessageOverhead }

@@ -365,3 +365,47 @@ func TestRangeWalksAcrossBatches(t *testing.T) {
 		t.Errorf("stats after drop: %+v", st)
 	}
 }
+
+// On a card smaller than the configured cap the filesystem's free space
+// (less a reserve) is the limit: stores fail with ErrFull before the disk
+// fills, and reads keep working.
+func TestSmallDiskLimitsBeforeCap(t *testing.T) {
+	const disk = diskReserve + 2<<20 // a filesystem with 2 MiB to spare
+	orig := statfsAvail
+	t.Cleanup(func() { statfsAvail = orig })
+	var path string
+	statfsAvail = func(string) (int64, error) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return 0, err
+		}
+		return disk - fi.Size(), nil
+	}
+	path = filepath.Join(t.TempDir(), "messages.db")
+	s, err := open(path, Options{}) // default cap: 24 GiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a := storetest.Account(1)
+	var stored int
+	var last error
+	for i := range 5000 {
+		_, _, last = s.Store(bg, storetest.Msg(a, 0, fmt.Sprintf("%d %04000d", i, i), 1, 9000))
+		if last != nil {
+			break
+		}
+		stored++
+	}
+	if !errors.Is(last, storage.ErrFull) {
+		t.Fatalf("after %d stores: %v, want ErrFull", stored, last)
+	}
+	fi, _ := os.Stat(path)
+	if fi.Size() > disk-diskReserve+16<<20 {
+		t.Errorf("database grew to %d bytes on a disk with %d to spare", fi.Size(), disk-diskReserve)
+	}
+	if got, _, err := s.Retrieve(bg, a, 0, "", 3, 0); err != nil || len(got) != 3 {
+		t.Errorf("retrieve when full: %d, %v", len(got), err)
+	}
+	t.Logf("%d stores of 4 KB fit before ErrFull; file %d bytes", stored, fi.Size())
+}

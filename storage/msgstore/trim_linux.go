@@ -73,3 +73,13 @@ func mappings(ino uint64) ([][2]uintptr, error) {
 	}
 	return out, sc.Err()
 }
+
+// statfsAvail reports the bytes available to us on dir's filesystem
+// (a variable so tests can simulate a small card).
+var statfsAvail = func(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
