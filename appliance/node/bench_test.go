@@ -36,6 +36,9 @@ const (
 
 var clientCounts = []int{1, 16, 64}
 
+// benchSetup is printed with every figure (benchmark logs always print).
+const benchSetup = "in-process node, HTTPS on loopback with keep-alive, per-IP rate limit DISABLED, every store fsynced; clients run in the same process on the same cores"
+
 // benchNode runs an in-process node (HTTPS on loopback, rate limit off so
 // the load generator is not throttled) until the benchmark ends.
 func benchNode(b *testing.B) (*node.Node, string) {
@@ -63,7 +66,6 @@ func benchNode(b *testing.B) (*node.Node, string) {
 	})
 	url := "https://" + listen
 	waitReady(b, newClient(1), url, nil)
-	b.Logf("in-process node at %s over HTTPS (TLS, keep-alive), per-IP rate limit DISABLED, every store fsynced", url)
 	return n, url
 }
 
@@ -111,6 +113,7 @@ func BenchmarkNodeStore(b *testing.B) {
 	signers := benchSigners(b)
 	for _, clients := range clientCounts {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			b.Logf("%s", benchSetup)
 			cl := newClient(clients)
 			const perIter = 2000
 			f0 := n.Store.Stats().Fsyncs
@@ -139,6 +142,7 @@ func BenchmarkNodeRetrieve(b *testing.B) {
 	storeLoad(b, newClient(16), url, signers, 16, 20*benchAccounts)
 	for _, clients := range clientCounts {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			b.Logf("%s", benchSetup)
 			cl := newClient(clients)
 			const perIter = 2000
 			var elapsed time.Duration
