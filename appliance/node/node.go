@@ -110,7 +110,9 @@ func New(cfg Config) (*Node, error) {
 	n.Store = st
 
 	if cfg.ServeRegistry {
-		n.Registry = registry.NewDevnetRegistry(registry.DevnetOptions{Logger: n.log.With("svc", "registry")})
+		n.Registry = registry.NewDevnetRegistry(registry.DevnetOptions{
+			StatePath: filepath.Join(cfg.DataDir, "devnet-registry.json"), Logger: n.log.With("svc", "registry"),
+		})
 	}
 	src, err := registrySource(cfg, keys, self)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -169,18 +170,37 @@ type DevnetRegistry struct {
 	now func() time.Time
 	log *slog.Logger
 
+	statePath string
+	warmUntil time.Time
+
 	mu     sync.Mutex
 	nodes  map[[32]byte]Record
-	assign map[[32]byte]uint64
-	height uint64
-	hash   string
+	assign map[[32]byte]uint64 // live nodes
+	// remembered is the last swarm of every node seen, live or not: it is
+	// what AssignSwarms starts from, so a node that comes back (or a whole
+	// network after a registry restart) returns to the swarm it had.
+	remembered map[[32]byte]uint64
+	height     uint64
+	hash       string
+	dirty      bool // announcements during warm-up not assigned yet
 }
+
+// MaxDevnetNodes bounds the registry's memory whatever announces to it.
+const MaxDevnetNodes = 10_000
 
 // DevnetOptions tune a DevnetRegistry; zero values are defaults.
 type DevnetOptions struct {
 	TTL    time.Duration
 	Now    func() time.Time
 	Logger *slog.Logger
+	// StatePath keeps swarm assignments across registry restarts ("" =
+	// memory only).
+	StatePath string
+	// WarmUp: after a restart with saved state the registry answers
+	// get_service_nodes with an error until the nodes have had time to
+	// re-announce, so no node mistakes a half-empty list for its swarm
+	// dissolving (default: two announce periods plus a second).
+	WarmUp time.Duration
 }
 
 // NewDevnetRegistry makes an empty registry.
@@ -194,10 +214,72 @@ func NewDevnetRegistry(opts DevnetOptions) *DevnetRegistry {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	g := &DevnetRegistry{ttl: opts.TTL, now: opts.Now, log: opts.Logger, nodes: map[[32]byte]Record{}, assign: map[[32]byte]uint64{}}
+	if opts.WarmUp <= 0 {
+		opts.WarmUp = 2*DefaultAnnounceEvery + time.Second
+	}
+	g := &DevnetRegistry{ttl: opts.TTL, now: opts.Now, log: opts.Logger, statePath: opts.StatePath,
+		nodes: map[[32]byte]Record{}, assign: map[[32]byte]uint64{}, remembered: map[[32]byte]uint64{}}
+	if opts.StatePath != "" {
+		if n, err := g.load(); err != nil {
+			g.log.Warn("devnet registry state not loaded; starting fresh", "path", opts.StatePath, "err", err)
+		} else if n > 0 {
+			g.warmUntil = opts.Now().Add(opts.WarmUp)
+			g.log.Info("devnet registry state loaded; waiting for announcements", "nodes", n, "warm_up", opts.WarmUp)
+		}
+	}
 	g.recompute()
 	return g
 }
+
+type savedState struct {
+	Height uint64            `json:"height"`
+	Swarms map[string]uint64 `json:"swarms"` // ed25519 hex → swarm id
+}
+
+func (g *DevnetRegistry) load() (int, error) {
+	b, err := os.ReadFile(g.statePath)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var st savedState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return 0, err
+	}
+	for k, id := range st.Swarms {
+		var key [32]byte
+		if hex32(k, &key) == nil {
+			g.remembered[key] = id
+		}
+	}
+	g.height = st.Height
+	return len(g.remembered), nil
+}
+
+// save writes the assignment atomically. Caller holds mu.
+func (g *DevnetRegistry) save() {
+	if g.statePath == "" {
+		return
+	}
+	st := savedState{Height: g.height, Swarms: map[string]uint64{}}
+	for k, id := range g.remembered {
+		st.Swarms[hex.EncodeToString(k[:])] = id
+	}
+	b, _ := json.Marshal(st)
+	tmp := g.statePath + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		g.log.Warn("save devnet registry state", "err", err)
+		return
+	}
+	if err := os.Rename(tmp, g.statePath); err != nil {
+		g.log.Warn("save devnet registry state", "err", err)
+	}
+}
+
+// warming reports whether the registry still waits for re-announcements.
+func (g *DevnetRegistry) warming() bool { return g.now().Before(g.warmUntil) }
 
 // Announce accepts a signed record. Records must be fresh (within
 // RecordClockSkew of our clock) and newer than the node's last one, so a
@@ -215,13 +297,22 @@ func (g *DevnetRegistry) Announce(sr SignedRecord) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	old, known := g.nodes[r.Node.Ed25519]
+	if !known && len(g.nodes) >= MaxDevnetNodes {
+		return fmt.Errorf("devnet registry is full (%d nodes)", MaxDevnetNodes)
+	}
 	if known && r.Timestamp <= old.Timestamp {
 		return fmt.Errorf("record timestamp %d is not newer than the last one (%d)", r.Timestamp, old.Timestamp)
 	}
 	g.nodes[r.Node.Ed25519] = r
 	if !known || contactChanged(old.Node, r.Node) {
 		g.log.Info("devnet node announced", "node", r.Node.String(), "new", !known)
-		g.recompute()
+		if g.warming() {
+			// Assigning now, from a partial list, would move nodes away
+			// from the swarms they are coming back to.
+			g.dirty = true
+		} else {
+			g.recompute()
+		}
 	}
 	return nil
 }
@@ -242,7 +333,11 @@ func (g *DevnetRegistry) expire() {
 		}
 	}
 	if dropped {
-		g.recompute()
+		if g.warming() {
+			g.dirty = true
+		} else {
+			g.recompute()
+		}
 	}
 }
 
@@ -252,7 +347,23 @@ func (g *DevnetRegistry) recompute() {
 	for k := range g.nodes {
 		live = append(live, k)
 	}
-	g.assign = AssignSwarms(g.assign, live)
+	prev := make(map[[32]byte]uint64, len(live))
+	for _, k := range live {
+		if id, ok := g.remembered[k]; ok {
+			prev[k] = id
+		}
+	}
+	g.assign = AssignSwarms(prev, live)
+	for k, id := range g.assign {
+		g.remembered[k] = id
+	}
+	if len(g.remembered) > 2*MaxDevnetNodes {
+		for k := range g.remembered {
+			if _, live := g.nodes[k]; !live {
+				delete(g.remembered, k)
+			}
+		}
+	}
 	g.height++
 	h := sha256.New()
 	var b [8]byte
@@ -265,6 +376,7 @@ func (g *DevnetRegistry) recompute() {
 		h.Write([]byte(n.HTTPSAddr()))
 	}
 	g.hash = hex.EncodeToString(h.Sum(nil))
+	g.save()
 }
 
 func (g *DevnetRegistry) snapshotLocked() Snapshot {
@@ -283,6 +395,10 @@ func (g *DevnetRegistry) Snapshot() Snapshot {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.expire()
+	if g.dirty && !g.warming() {
+		g.dirty = false
+		g.recompute()
+	}
 	return g.snapshotLocked()
 }
 
@@ -344,6 +460,10 @@ func (g *DevnetRegistry) serveJSONRPC(w http.ResponseWriter, body []byte) {
 	}
 	switch req.Method {
 	case "get_service_nodes", "get_n_service_nodes":
+		if g.warming() {
+			resp.Error = &JSONRPCError{Code: -32000, Message: "devnet registry restarted; waiting for nodes to re-announce"}
+			break
+		}
 		fields, err := parseFields(params.Fields)
 		if err != nil {
 			resp.Error = &JSONRPCError{Code: -32602, Message: err.Error()}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -454,5 +455,64 @@ func TestDevnetRegistryOverHTTP(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("bad announce: HTTP %d", resp.StatusCode)
+	}
+}
+
+// A registry restarted with its saved state gives every node its old swarm
+// back, and answers no node list until they had time to re-announce.
+func TestDevnetRegistryRestartKeepsSwarms(t *testing.T) {
+	now := time.UnixMilli(1_700_000_000_000)
+	clock := func() time.Time { return now }
+	path := filepath.Join(t.TempDir(), "registry.json")
+	g := NewDevnetRegistry(DevnetOptions{Now: clock, StatePath: path})
+	var keys []*identity.Keys
+	for i := range 23 {
+		keys = append(keys, testKeys(t, 300+i))
+	}
+	announceAll := func(g *DevnetRegistry) {
+		for i, k := range keys {
+			if err := g.Announce(SignRecord(k, Record{Node: testNode(k, uint16(33000+i)), Timestamp: now.UnixMilli()})); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Join in an order that differs from key order, as a real devnet does.
+	for i := len(keys) - 1; i >= 0; i-- {
+		k := keys[i]
+		if err := g.Announce(SignRecord(k, Record{Node: testNode(k, uint16(33000+i)), Timestamp: now.UnixMilli()})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := map[[32]byte]uint64{}
+	for _, n := range g.Snapshot().Nodes {
+		before[n.Ed25519] = n.SwarmID
+	}
+	if len(sizes(before)) < 2 {
+		t.Fatalf("23 nodes in %d swarms", len(sizes(before)))
+	}
+
+	now = now.Add(time.Second)
+	g2 := NewDevnetRegistry(DevnetOptions{Now: clock, StatePath: path, WarmUp: 5 * time.Second})
+	srv := httptest.NewServer(g2)
+	defer srv.Close()
+	var res GetServiceNodesResult
+	if err := CallJSONRPC(context.Background(), http.DefaultClient, srv.URL, "get_service_nodes", map[string]any{}, &res); err == nil {
+		t.Fatal("restarted registry answered during warm-up")
+	}
+	announceAll(g2)
+	now = now.Add(6 * time.Second)
+	if err := CallJSONRPC(context.Background(), http.DefaultClient, srv.URL, "get_service_nodes", map[string]any{}, &res); err != nil {
+		t.Fatal(err)
+	}
+	after := map[[32]byte]uint64{}
+	for _, st := range res.ServiceNodeStates {
+		n, ok, err := NodeFromState(st)
+		if err != nil || !ok {
+			t.Fatal(err)
+		}
+		after[n.Ed25519] = n.SwarmID
+	}
+	if moved(before, after) != 0 || len(after) != len(before) {
+		t.Fatalf("%d of %d nodes changed swarm across a registry restart", moved(before, after), len(before))
 	}
 }
