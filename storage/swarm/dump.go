@@ -120,6 +120,9 @@ func (s *Swarm) dataReady(ctx context.Context, to registry.Node, t int64) error 
 	if rep.Status != http.StatusOK {
 		return &statusError{rep.Status, string(rep.Body)}
 	}
+	if string(rep.Body) == "OK" { // pre-2.12 peers answer a bare OK
+		return nil
+	}
 	v, err := bencode.Unmarshal(rep.Body)
 	if err != nil {
 		return err
