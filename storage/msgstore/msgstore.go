@@ -43,6 +43,9 @@ import (
 	"github.com/snodebox/snodebox/storage"
 )
 
+// layoutVersion is the on-disk layout described in the package comment.
+const layoutVersion = 1
+
 // DefaultCapBytes fits a 32 GB card with room for the OS and slack.
 const DefaultCapBytes int64 = 24 << 30
 
@@ -83,6 +86,7 @@ var (
 	bktRev  = []byte("rev")
 	bktMeta = []byte("meta")
 
+	keyVersion  = []byte("version")
 	keySeq      = []byte("seq")
 	keyMessages = []byte("messages")
 	keyAccounts = []byte("accounts")
@@ -157,7 +161,17 @@ func open(path string, opts Options) (*Store, error) {
 				return fmt.Errorf("bucket %s: %w", b, err)
 			}
 		}
-		return nil
+		// The layout version lets a later release migrate, and stops an
+		// older one from misreading a newer file.
+		m := tx.Bucket(bktMeta)
+		switch v := getU64(m, keyVersion); v {
+		case 0:
+			return putU64(m, keyVersion, layoutVersion)
+		case layoutVersion:
+			return nil
+		default:
+			return fmt.Errorf("database layout version %d, this build reads %d", v, layoutVersion)
+		}
 	})
 	if err != nil {
 		db.Close()
@@ -394,7 +408,14 @@ func (s *Store) commitLoop() {
 }
 
 func (s *Store) commit(ops []*op) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) (err error) {
+		// A bug in one op must not take the commit loop (and with it every
+		// later write) down: roll back and report it like any failure.
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("write panicked: %v", r)
+			}
+		}()
 		s.beginTx(tx)
 		for _, o := range ops {
 			if err := o.fn(tx); err != nil {

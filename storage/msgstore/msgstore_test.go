@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/snodebox/snodebox/storage"
 	"github.com/snodebox/snodebox/storage/storetest"
 )
@@ -408,4 +410,35 @@ func TestSmallDiskLimitsBeforeCap(t *testing.T) {
 		t.Errorf("retrieve when full: %d, %v", len(got), err)
 	}
 	t.Logf("%d stores of 4 KB fit before ErrFull; file %d bytes", stored, fi.Size())
+}
+
+// A database written by a build with another layout is refused, not misread.
+func TestRefusesOtherLayoutVersion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "messages.db")
+	s, err := open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error { return putU64(tx.Bucket(bktMeta), keyVersion, layoutVersion+1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err := Open(path, Options{}); err == nil {
+		s.Close()
+		t.Fatal("opened a database with a newer layout version")
+	}
+}
+
+// A write that panics fails alone; the commit loop keeps serving.
+func TestPanickingWriteDoesNotStopWrites(t *testing.T) {
+	s := openTemp(t, Options{})
+	defer s.Close()
+	err := s.write(0, func(*bolt.Tx) error { panic("boom") }, nil)
+	if err == nil {
+		t.Fatal("a panicking write reported success")
+	}
+	if _, _, err := s.Store(bg, storetest.Msg(storetest.Account(1), 0, "after", 1, 9000)); err != nil {
+		t.Fatalf("store after a panicking write: %v", err)
+	}
 }
