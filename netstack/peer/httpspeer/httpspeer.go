@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/snodebox/snodebox/netstack/identity"
@@ -67,11 +68,23 @@ type Transport struct {
 // peerClient is the keep-alive pool for one peer identity at one address:
 // keying by identity means a pooled connection can never carry a request to
 // a different key that moved onto the same address.
+//
+// Calls go over HTTP/2 (many concurrent commands on one connection, one
+// TLS handshake per peer, like upstream's single OxenMQ connection); a peer
+// whose listener does not speak h2 is remembered and called over HTTP/1.1
+// keep-alive connections instead.
 type peerClient struct {
 	addr     string
-	client   *http.Client
-	tr       *http.Transport
+	h2, h1   *http.Client
+	trs      [2]*http.Transport
+	useH1    atomic.Bool
 	lastUsed uint64
+}
+
+func (pc *peerClient) closeIdle() {
+	for _, tr := range pc.trs {
+		tr.CloseIdleConnections()
+	}
 }
 
 var (
@@ -112,12 +125,12 @@ func (t *Transport) Call(ctx context.Context, to registry.Node, command string, 
 		defer cancel()
 	}
 	url := "https://" + pc.addr + PathPrefix + command
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return peer.Reply{}, fmt.Errorf("peer %s %s: %w", to, command, err)
+	resp, err := pc.do(ctx, url, body, pc.useH1.Load())
+	if err != nil && !pc.useH1.Load() && noH2(err) {
+		t.cfg.Logger.Info("peer does not speak HTTP/2; using HTTP/1.1", "peer", to.String())
+		pc.useH1.Store(true)
+		resp, err = pc.do(ctx, url, body, true)
 	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := pc.client.Do(req)
 	if err != nil {
 		return peer.Reply{}, classify(ctx, to, command, err)
 	}
@@ -130,6 +143,23 @@ func (t *Transport) Call(ctx context.Context, to registry.Node, command string, 
 		return peer.Reply{}, fmt.Errorf("peer %s %s: reply exceeds %d bytes", to, command, MaxBodyBytes)
 	}
 	return peer.Reply{Status: resp.StatusCode, Body: out}, nil
+}
+
+func (pc *peerClient) do(ctx context.Context, url string, body []byte, h1 bool) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if h1 {
+		return pc.h1.Do(req)
+	}
+	return pc.h2.Do(req)
+}
+
+// noH2 recognises a listener that refused our h2-only ALPN offer.
+func noH2(err error) bool {
+	return strings.Contains(err.Error(), "no application protocol") || strings.Contains(err.Error(), "unexpected ALPN")
 }
 
 func classify(ctx context.Context, to registry.Node, command string, err error) error {
@@ -160,7 +190,7 @@ func (t *Transport) pool(to registry.Node) (*peerClient, error) {
 		pc.lastUsed = t.tick
 		return pc, nil
 	} else if ok {
-		pc.tr.CloseIdleConnections()
+		pc.closeIdle()
 		delete(t.pools, to.Ed25519)
 	}
 	cert, err := t.clientCert()
@@ -174,7 +204,6 @@ func (t *Transport) pool(to registry.Node) (*peerClient, error) {
 	tc := &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"http/1.1"},
 		// Node certificates are self-signed: the chain proves nothing, the
 		// key does. VerifyConnection replaces chain verification with "the
 		// server holds the Ed25519 key the registry publishes for it".
@@ -190,17 +219,25 @@ func (t *Transport) pool(to registry.Node) (*peerClient, error) {
 			return nil
 		},
 	}
-	tr := &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       tc,
-		TLSHandshakeTimeout:   10 * time.Second,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true,
-		ResponseHeaderTimeout: 0, // the call's context bounds it
-		ForceAttemptHTTP2:     false,
+	pc := &peerClient{addr: addr, lastUsed: t.tick}
+	for i, proto := range []string{"h2", "http/1.1"} {
+		c := tc.Clone()
+		c.NextProtos = []string{proto}
+		tr := &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:     c,
+			TLSHandshakeTimeout: 10 * time.Second,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+			Protocols:           new(http.Protocols),
+		}
+		tr.Protocols.SetHTTP2(proto == "h2")
+		tr.Protocols.SetHTTP1(proto != "h2")
+		pc.trs[i] = tr
 	}
-	pc := &peerClient{addr: addr, tr: tr, client: &http.Client{Transport: tr, CheckRedirect: noRedirect}, lastUsed: t.tick}
+	pc.h2 = &http.Client{Transport: pc.trs[0], CheckRedirect: noRedirect}
+	pc.h1 = &http.Client{Transport: pc.trs[1], CheckRedirect: noRedirect}
 	t.pools[to.Ed25519] = pc
 	return pc, nil
 }
@@ -216,7 +253,7 @@ func (t *Transport) evictLocked() {
 		}
 	}
 	if pc, ok := t.pools[oldest]; ok {
-		pc.tr.CloseIdleConnections()
+		pc.closeIdle()
 		delete(t.pools, oldest)
 	}
 }
@@ -226,7 +263,7 @@ func (t *Transport) CloseIdleConnections() {
 	t.poolMu.Lock()
 	defer t.poolMu.Unlock()
 	for _, pc := range t.pools {
-		pc.tr.CloseIdleConnections()
+		pc.closeIdle()
 	}
 }
 

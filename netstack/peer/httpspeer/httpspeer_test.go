@@ -6,13 +6,14 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,17 +23,24 @@ import (
 	"github.com/snodebox/snodebox/netstack/registry"
 )
 
-// testNode is one node: keys, its transport, and an HTTPS server configured
-// as appliance/node configures the real listener.
+// testNode is one node: keys, its transport, and an HTTPS server set up as
+// appliance/node sets up the real listener (http.Server.ServeTLS with the
+// node's TLS config), or, with h1Only, a listener that speaks HTTP/1.1 only.
 type testNode struct {
-	keys  *identity.Keys
-	tr    *Transport
-	srv   *httptest.Server
-	conns atomic.Int64
-	rec   registry.Node
+	keys   *identity.Keys
+	tr     *Transport
+	srv    *http.Server
+	tlsCfg *tls.Config
+	url    string
+	conns  atomic.Int64
+	rec    registry.Node
 }
 
 func newTestNode(t *testing.T, known func(ed25519.PublicKey) bool) *testNode {
+	return startTestNode(t, known, false)
+}
+
+func startTestNode(t *testing.T, known func(ed25519.PublicKey) bool, h1Only bool) *testNode {
 	t.Helper()
 	keys, err := identity.Generate()
 	if err != nil {
@@ -44,17 +52,25 @@ func newTestNode(t *testing.T, known func(ed25519.PublicKey) bool) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.srv = httptest.NewUnstartedServer(n.tr)
-	n.srv.TLS = &tls.Config{Certificates: certs, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
-	n.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	n.srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+	n.tlsCfg = &tls.Config{Certificates: certs, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	n.srv = &http.Server{Handler: n.tr, TLSConfig: n.tlsCfg, ErrorLog: log.New(io.Discard, "", 0)}
+	if h1Only {
+		n.srv.Protocols = new(http.Protocols)
+		n.srv.Protocols.SetHTTP1(true)
+	}
+	n.srv.ConnState = func(c net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			n.conns.Add(1)
 		}
 	}
-	n.srv.StartTLS()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go n.srv.ServeTLS(ln, "", "")
 	t.Cleanup(func() { n.tr.CloseIdleConnections(); n.srv.Close() })
-	ap := netip.MustParseAddrPort(n.srv.Listener.Addr().String())
+	ap := netip.MustParseAddrPort(ln.Addr().String())
+	n.url = "https://" + ap.String()
 	copy(n.rec.Ed25519[:], keys.Ed25519Pub)
 	n.rec.IP, n.rec.HTTPSPort = ap.Addr(), ap.Port()
 	return n
@@ -81,18 +97,64 @@ func TestCallCarriesVerifiedCallerKey(t *testing.T) {
 	}
 }
 
-func TestKeepAliveReusesOneConnection(t *testing.T) {
-	a, b := newTestNode(t, everyone), newTestNode(t, everyone)
-	b.tr.Handle(peer.CmdPing, func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
-		return peer.Reply{Status: 200, Body: []byte("pong")}
-	})
-	for i := 0; i < 20; i++ {
-		if _, err := a.tr.Call(context.Background(), b.rec, peer.CmdPing, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := b.conns.Load(); got != 1 {
-		t.Fatalf("20 sequential calls opened %d connections, want 1", got)
+// Concurrent calls share one connection (HTTP/2 on a node's listener); a
+// listener that only speaks HTTP/1.1 still works, over keep-alive
+// connections reused by sequential calls.
+func TestConnectionReuse(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		h1Only     bool
+		concurrent int
+		conns      int64
+	}{
+		{"h2 multiplexes", false, 20, 1},
+		// The refused h2 handshake, then one keep-alive connection: the
+		// fallback is remembered.
+		{"h1 keep-alive", true, 1, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newTestNode(t, everyone), startTestNode(t, everyone, tc.h1Only)
+			var proto atomic.Value
+			b.tr.Handle(peer.CmdPing, func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
+				return peer.Reply{Status: 200, Body: []byte("pong")}
+			})
+			b.srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				proto.Store(r.Proto)
+				b.tr.ServeHTTP(w, r)
+			})
+			// One call first: connections are made before the burst.
+			if _, err := a.tr.Call(context.Background(), b.rec, peer.CmdPing, nil); err != nil {
+				t.Fatal(err)
+			}
+			for round := 0; round < 5; round++ {
+				var wg sync.WaitGroup
+				errs := make(chan error, tc.concurrent)
+				for i := 0; i < tc.concurrent; i++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if r, err := a.tr.Call(context.Background(), b.rec, peer.CmdPing, nil); err != nil || r.Status != 200 {
+							errs <- fmt.Errorf("call: %v %d", err, r.Status)
+						}
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					t.Fatal(err)
+				}
+			}
+			if got := b.conns.Load(); got != tc.conns {
+				t.Fatalf("%d connections, want %d", got, tc.conns)
+			}
+			want := "HTTP/2.0"
+			if tc.h1Only {
+				want = "HTTP/1.1"
+			}
+			if proto.Load() != want {
+				t.Fatalf("protocol %v, want %s", proto.Load(), want)
+			}
+		})
 	}
 }
 
@@ -111,7 +173,7 @@ func TestServerRefuses(t *testing.T) {
 	// A client without a certificate (a Session client, a browser).
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	defer c.CloseIdleConnections()
-	resp, err := c.Post(b.srv.URL+PathPrefix+peer.CmdPing, "application/octet-stream", nil)
+	resp, err := c.Post(b.url+PathPrefix+peer.CmdPing, "application/octet-stream", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +237,7 @@ func TestServerRejectsOversizeAndGET(t *testing.T) {
 
 	// Chunked upload (no Content-Length) over the limit.
 	big := io.MultiReader(bytes.NewReader(make([]byte, MaxBodyBytes)), bytes.NewReader([]byte("x")))
-	resp, err := c.Post(b.srv.URL+PathPrefix+"echo", "application/octet-stream", big)
+	resp, err := c.Post(b.url+PathPrefix+"echo", "application/octet-stream", big)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +245,7 @@ func TestServerRejectsOversizeAndGET(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Fatalf("oversize chunked body: %d, want 413", resp.StatusCode)
 	}
-	resp, err = c.Get(b.srv.URL + PathPrefix + "echo")
+	resp, err = c.Get(b.url + PathPrefix + "echo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,13 +315,15 @@ func TestAddressChangeGetsNewPool(t *testing.T) {
 	}
 	// The same identity now serves from a second listener (a node that
 	// moved): calls follow the registry's new address.
-	b2 := httptest.NewUnstartedServer(b.tr)
-	b2.TLS = b.srv.TLS
-	b2.StartTLS()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := &http.Server{Handler: b.tr, TLSConfig: b.tlsCfg}
+	go b2.ServeTLS(ln, "", "")
 	defer b2.Close()
 	moved := b.rec
-	ap := netip.MustParseAddrPort(b2.Listener.Addr().String())
-	moved.HTTPSPort = ap.Port()
+	moved.HTTPSPort = netip.MustParseAddrPort(ln.Addr().String()).Port()
 	b.srv.Close()
 	r, err := a.tr.Call(context.Background(), moved, peer.CmdPing, nil)
 	if err != nil || string(r.Body) != "b" {
