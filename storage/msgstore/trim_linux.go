@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -32,7 +34,7 @@ func (s *Store) trim() error {
 		return nil
 	}
 	return s.db.View(func(*bolt.Tx) error {
-		ranges, err := mappings(st.Ino)
+		ranges, err := mappings(uint64(st.Dev), st.Ino)
 		if err != nil {
 			return err
 		}
@@ -45,8 +47,12 @@ func (s *Store) trim() error {
 	})
 }
 
-// mappings lists the address ranges of /proc/self/maps that map inode ino.
-func mappings(ino uint64) ([][2]uintptr, error) {
+// mappings lists the address ranges of /proc/self/maps that map inode ino
+// of device dev. The device must match too: as PID 1 the binary itself is
+// an inode of the initramfs whose number can equal the database's on ext4,
+// and advising away the binary's own data segment zeroes its globals.
+func mappings(dev, ino uint64) ([][2]uintptr, error) {
+	wantDev := fmt.Sprintf("%x:%x", unix.Major(dev), unix.Minor(dev))
 	f, err := os.Open("/proc/self/maps")
 	if err != nil {
 		return nil, err
@@ -57,7 +63,7 @@ func mappings(ino uint64) ([][2]uintptr, error) {
 	for sc.Scan() {
 		// start-end perms offset dev inode path
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || fields[4] != strconv.FormatUint(ino, 10) {
+		if len(fields) < 6 || fields[4] != strconv.FormatUint(ino, 10) || !sameDev(fields[3], wantDev) {
 			continue
 		}
 		lo, hi, ok := strings.Cut(fields[0], "-")
@@ -72,6 +78,17 @@ func mappings(ino uint64) ([][2]uintptr, error) {
 		out = append(out, [2]uintptr{uintptr(a), uintptr(b)})
 	}
 	return out, sc.Err()
+}
+
+// sameDev compares a maps "08:01" field with "8:1".
+func sameDev(field, want string) bool {
+	maj, min, ok := strings.Cut(field, ":")
+	if !ok {
+		return false
+	}
+	a, err1 := strconv.ParseUint(maj, 16, 32)
+	b, err2 := strconv.ParseUint(min, 16, 32)
+	return err1 == nil && err2 == nil && fmt.Sprintf("%x:%x", a, b) == want
 }
 
 // statfsAvail reports the bytes available to us on dir's filesystem
