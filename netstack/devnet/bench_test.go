@@ -2,13 +2,20 @@ package devnet
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/snodebox/snodebox/storage"
+	"github.com/snodebox/snodebox/storage/msgstore"
 	"github.com/snodebox/snodebox/storage/rpcclient"
 )
 
@@ -92,4 +99,91 @@ func BenchmarkSwarmStores(b *testing.B) {
 	b.ReportMetric(rate/goalStoresPerSec, "x_goal")
 	b.ReportMetric(float64(incomplete.Load()), "incomplete")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkJoinDump: a 6th node joins a 5-node swarm whose members each
+// hold the same 10,000 messages; the figure is the seconds from starting
+// the new snoded until it holds all of them (process start, registry
+// announce and poll, data_ready handshake, ~1 MB sn.data batches over
+// mutual-TLS HTTPS into bbolt). Fixed work per iteration (-benchtime 1x).
+func BenchmarkJoinDump(b *testing.B) {
+	const count = 10_000
+	ctx := context.Background()
+	var total time.Duration
+	for it := 0; it < b.N; it++ {
+		b.StopTimer()
+		dir := filepath.Join(b.TempDir(), "devnet")
+		msgs := make([]storage.Message, count)
+		now := time.Now().UnixMilli()
+		for i := range msgs {
+			u := users200(b)[i%200]
+			data := []byte(fmt.Sprintf("seeded message %d %s", i, strings.Repeat("x", 200)))
+			msgs[i] = storage.Message{Owner: u.s.Account, Hash: storage.MessageHash(u.s.Account, 0, data), Timestamp: now, Expiry: now + 3600_000, Data: data}
+		}
+		for n := 0; n < 5; n++ {
+			ndir := filepath.Join(dir, "node-"+strconv.Itoa(n))
+			if err := os.MkdirAll(ndir, 0o700); err != nil {
+				b.Fatal(err)
+			}
+			st, err := msgstore.Open(filepath.Join(ndir, "messages.db"), msgstore.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := st.StoreBatch(ctx, msgs); err != nil {
+				b.Fatal(err)
+			}
+			st.Close()
+		}
+		d, err := Up(ctx, Options{Nodes: 5, Dir: dir, BasePort: freeBase(b, 20), Snoded: snodedBin, LogLevel: "warn"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		p, err := d.start(5)
+		if err != nil {
+			d.Stop()
+			b.Fatal(err)
+		}
+		for {
+			var st struct {
+				Messages int64 `json:"messages"`
+			}
+			if err := getJSON(ctx, p.status+"/status.json", &st); err == nil && st.Messages >= count {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		d.Stop()
+	}
+	secs := total.Seconds() / float64(b.N)
+	b.ReportMetric(secs, "s/join")
+	b.ReportMetric(count/secs, "msgs/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+var benchUsers []user
+
+func users200(b *testing.B) []user {
+	if benchUsers == nil {
+		for i := range 200 {
+			benchUsers = append(benchUsers, newUser(b, 7000+i))
+		}
+	}
+	return benchUsers
+}
+
+func getJSON(ctx context.Context, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := statusClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(out)
 }
