@@ -9,15 +9,15 @@
 //	box  pos(8) | owner(33) | ns^0x8000 | seq   → (empty)
 //	exp  expiry^1<<63 | seq                     → (empty)
 //	rev  owner(33)                              → [at(8) | len(2) | token]… oldest first
-//	meta "seq", "messages", "accounts"          → u64
+//	meta "version", "seq", "messages", "accounts" → u64
 //
 // seq is a global insertion counter: it orders a namespace's messages like
 // the reference server's SQLite row id. Keying the bulky message records by
 // seq makes every insert an append to the right edge of the tree: pages are
 // packed full, a commit rewrites only the last few data pages instead of one
-// random page per message (less flash wear), and data pages are only mapped
-// into memory when read, not on every insert next to them. The random-order
-// lookups by hash go through the small hash index instead.
+// random page per message (less flash wear), and inserts never read data
+// pages back. The random-order lookups by hash go through the small hash
+// index instead.
 //
 // The box key starts with the owner's swarm position (spec §6.1), so one
 // index serves both retrieval (prefix pos|owner|ns, in insertion order) and
