@@ -212,9 +212,6 @@ func startSnoded(t testing.TB, bin, data, listen, status string) *snoded {
 // every store it answered 200: after a restart each one is retrieved with
 // its data (spec §4.1: the answer is the durability promise).
 func TestE2EKillDuringStoresKeepsAnsweredStores(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs snoded; skipped with -short")
-	}
 	dir := t.TempDir()
 	bin := buildSnoded(t, dir)
 	data := filepath.Join(dir, "data")
