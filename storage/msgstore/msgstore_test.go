@@ -99,6 +99,11 @@ func TestReopen(t *testing.T) {
 func TestGroupCommit(t *testing.T) {
 	s := openTemp(t, Options{})
 	defer s.Close()
+	// Every commit is fdatasynced: the SIGKILL tests prove acknowledgement
+	// follows the commit, this that the commit reaches the disk.
+	if s.db.NoSync || s.db.NoGrowSync {
+		t.Fatalf("bbolt NoSync=%v NoGrowSync=%v; acknowledged stores would not survive a power cut", s.db.NoSync, s.db.NoGrowSync)
+	}
 	const writers, each = 32, 20
 	var wg sync.WaitGroup
 	for w := range writers {
