@@ -137,6 +137,7 @@ func BenchmarkRelayHop(b *testing.B) {
 				rawOp := median(rawSamples).Seconds() / chunk
 				ratio := relayOp / rawOp
 				b.ReportMetric(1/relayOp, "hops/s")
+				b.ReportMetric(relayOp*1e6, "us/hop")
 				b.ReportMetric(1/rawOp, "raw_crypto/s")
 				b.ReportMetric(ratio, "relay/raw")
 				b.ReportMetric(ratio/RelayOverheadGoal, "relay/raw_vs_goal1.5")

@@ -511,3 +511,27 @@ func TestOpenAppendKeepsPrefix(t *testing.T) {
 		}
 	}
 }
+
+// JSON escapes in key strings are still JSON: the in-place fast path and
+// the exact path agree.
+func TestRelayKeysWithEscapes(t *testing.T) {
+	dest := strings.Repeat("ab", 32)
+	escaped := `\u0061b` + strings.Repeat("ab", 31) // "ab…" with an escaped 'a'
+	for _, j := range []string{
+		`{"destination":"` + dest + `","ephemeral_key":"` + dest + `"}`,
+		`{"destination":"` + escaped + `","ephemeral_key":"` + dest + `"}`,
+	} {
+		in, err := ParseInner(Frame(nil, []byte(j)))
+		if err != nil || hex.EncodeToString(in.Destination[:]) != dest {
+			t.Fatalf("%s: %x %v", j, in.Destination, err)
+		}
+	}
+	for _, j := range []string{
+		`{"destination":"` + strings.Repeat("zz", 32) + `","ephemeral_key":"` + dest + `"}`,
+		`{"destination":` + "12" + `,"ephemeral_key":"` + dest + `"}`,
+	} {
+		if _, err := ParseInner(Frame(nil, []byte(j))); !errors.Is(err, ErrInvalidJSON) {
+			t.Fatalf("%s: %v", j, err)
+		}
+	}
+}

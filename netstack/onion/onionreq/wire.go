@@ -242,19 +242,13 @@ func ParseInner(plaintext []byte) (Inner, error) {
 		return in, nil
 	}
 	in.Kind = Relay
-	var dest, ek, et string
-	if err := field(m, "destination", &dest, true); err != nil {
+	if in.Destination, err = hexField(m, "destination"); err != nil {
 		return Inner{}, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
 	}
-	if in.Destination, err = hexKey(dest); err != nil {
-		return Inner{}, fmt.Errorf("%w: destination: %v", ErrInvalidJSON, err)
-	}
-	if err := field(m, "ephemeral_key", &ek, true); err != nil {
+	if in.EphemeralKey, err = hexField(m, "ephemeral_key"); err != nil {
 		return Inner{}, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
 	}
-	if in.EphemeralKey, err = hexKey(ek); err != nil {
-		return Inner{}, fmt.Errorf("%w: ephemeral_key: %v", ErrInvalidJSON, err)
-	}
+	var et string
 	if err := field(m, "enc_type", &et, false); err != nil {
 		return Inner{}, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
 	}
@@ -314,6 +308,31 @@ func field(m map[string]json.RawMessage, key string, dst any, required bool) err
 		return fmt.Errorf("%s: %v", key, err)
 	}
 	return nil
+}
+
+// hexField reads a required 64-hex-digit string field. Relays parse two of
+// these per hop, so the common plain string is decoded in place.
+func hexField(m map[string]json.RawMessage, key string) ([32]byte, error) {
+	var k [32]byte
+	raw, ok := m[key]
+	if !ok {
+		return k, fmt.Errorf("%s missing", key)
+	}
+	if len(raw) == 66 && raw[0] == '"' && raw[65] == '"' {
+		if _, err := hex.Decode(k[:], raw[1:65]); err != nil {
+			return k, fmt.Errorf("%s: %v", key, err)
+		}
+		return k, nil
+	}
+	var s string // escapes or not a string: the slow, exact path
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return k, fmt.Errorf("%s: %v", key, err)
+	}
+	k, err := hexKey(s)
+	if err != nil {
+		return k, fmt.Errorf("%s: %v", key, err)
+	}
+	return k, nil
 }
 
 func hexKey(s string) ([32]byte, error) {
