@@ -68,9 +68,11 @@ const (
 	maxQueueBytes = 16 << 20
 	// batchChunk is how many messages of a StoreBatch go in one operation.
 	batchChunk = 500
-	// walkBatch is how many messages ForEach reads per read transaction;
-	// callbacks run outside it so a slow peer never pins old pages.
+	// walkBatch and walkBytes bound what ForEach reads per read
+	// transaction (callbacks run outside it so a slow peer never pins old
+	// pages); the byte bound keeps a batch of 76 KB messages small.
 	walkBatch = 256
+	walkBytes = 1 << 20
 	// MaxRevoked is the per-account revocation list length (spec §4.9).
 	MaxRevoked = 50
 	// perMessageOverhead estimates the index entries and page slack one
@@ -1268,8 +1270,10 @@ func (s *Store) ForEach(ctx context.Context, lower, upper uint64, fn func(storag
 		var after []byte // last box key handed out
 		for {
 			var batch []storage.Message
+			full := false
 			err := s.view(ctx, "walk range", func(tx *bolt.Tx) error {
-				batch = nil
+				batch, full = nil, false
+				size := 0
 				msgs := tx.Bucket(bktMsg)
 				c := tx.Bucket(bktBox).Cursor()
 				var k []byte
@@ -1281,12 +1285,17 @@ func (s *Store) ForEach(ctx context.Context, lower, upper uint64, fn func(storag
 						k, _ = c.Next()
 					}
 				}
-				for ; k != nil && keyPos(k) <= seg[1] && len(batch) < walkBatch; k, _ = c.Next() {
+				for ; k != nil && keyPos(k) <= seg[1]; k, _ = c.Next() {
+					if len(batch) >= walkBatch || size >= walkBytes {
+						full = true
+						break
+					}
 					r, err := load(msgs, keySeqOf(k), true)
 					if err != nil {
 						return err
 					}
 					batch = append(batch, r.m)
+					size += len(r.m.Data)
 					after = bytes.Clone(k)
 				}
 				return nil
@@ -1299,7 +1308,7 @@ func (s *Store) ForEach(ctx context.Context, lower, upper uint64, fn func(storag
 					return err
 				}
 			}
-			if len(batch) < walkBatch {
+			if !full {
 				break
 			}
 		}

@@ -447,3 +447,34 @@ func TestPanickingWriteDoesNotStopWrites(t *testing.T) {
 		t.Fatalf("store after a panicking write: %v", err)
 	}
 }
+
+// Big messages are walked in batches bounded by bytes, and none is skipped
+// at a batch boundary.
+func TestForEachBigMessages(t *testing.T) {
+	s := openTemp(t, Options{})
+	defer s.Close()
+	a := storetest.Account(1)
+	big := bytes.Repeat([]byte("x"), 76_000)
+	want := map[string]bool{}
+	for i := range 40 { // ~3 MB: at least three walk batches
+		d := append([]byte(strconv.Itoa(i)+":"), big...)
+		m := storage.Message{Hash: storage.MessageHash(a, 0, d), Owner: a, Timestamp: 1, Expiry: 9000, Data: d}
+		if _, _, err := s.Store(bg, m); err != nil {
+			t.Fatal(err)
+		}
+		want[m.Hash] = true
+	}
+	got := map[string]bool{}
+	if err := s.ForEach(bg, 0, 0, func(m storage.Message) error {
+		if len(m.Data) < 76_000 || got[m.Hash] {
+			t.Errorf("message %s: %d bytes, seen before %v", m.Hash, len(m.Data), got[m.Hash])
+		}
+		got[m.Hash] = true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("walked %d of %d messages", len(got), len(want))
+	}
+}
