@@ -14,7 +14,7 @@ import (
 )
 
 // dumpWindow is how many dump batches may be unacknowledged (spec: 5).
-const dumpWindow = 4
+var dumpWindow = 4
 
 // dumpRetryPause paces a failed dump's retries (spec: 15 s).
 var dumpRetryPause = 15 * time.Second
@@ -28,10 +28,15 @@ type handshake struct {
 
 type dumpState struct {
 	node   registry.Node
-	acked  map[string]bool // resumable: hashes the member already has
-	again  bool            // asked again while running: walk once more
+	again  bool // asked again while running: walk once more from the start
 	cancel context.CancelFunc
 	sent   int
+	// Resume point: the member has every message of space before
+	// position `from` (in walk order). Positions, not hashes, so a dump of
+	// millions of messages costs a few words of memory.
+	resume bool
+	space  [2]uint64 // the swarm space the resume point belongs to
+	walk   [2]uint64 // range still to send
 }
 
 // maintain paces handshakes, retries and evacuation.
@@ -152,7 +157,7 @@ func (s *Swarm) startDumpLocked(_ context.Context, member registry.Node) {
 		return
 	}
 	ctx, cancel := context.WithCancel(s.runCtx())
-	d := &dumpState{node: member, acked: map[string]bool{}, cancel: cancel}
+	d := &dumpState{node: member, cancel: cancel}
 	s.dumps[member.Ed25519] = d
 	go s.runDump(ctx, d)
 }
@@ -168,9 +173,9 @@ func (s *Swarm) runDump(ctx context.Context, d *dumpState) {
 		if err == nil {
 			s.qmu.Lock()
 			if d.again {
-				d.again = false
+				d.again, d.resume = false, false
 				s.qmu.Unlock()
-				continue // already-acked hashes are skipped, so a rerun sends only what is new
+				continue
 			}
 			if s.dumps[d.node.Ed25519] == d {
 				delete(s.dumps, d.node.Ed25519)
@@ -190,36 +195,110 @@ func (s *Swarm) runDump(ctx context.Context, d *dumpState) {
 	}
 }
 
-// dumpOnce walks our swarm space and sends what the member has not
-// acknowledged yet, in ~1 MB batches with a few in flight.
+// dumpOnce walks our swarm space (from the resume point, if any) and sends
+// it in ~1 MB batches with a few in flight.
 func (s *Swarm) dumpOnce(ctx context.Context, d *dumpState) error {
 	lower, upper, ok := s.Space()
 	if !ok {
 		return nil
 	}
-	return s.streamBatches(ctx, lower, upper, func(m storage.Message) bool {
+	s.qmu.Lock()
+	if !d.resume || d.space != [2]uint64{lower, upper} {
+		d.resume, d.space, d.walk = false, [2]uint64{lower, upper}, [2]uint64{lower, upper}
+	}
+	walk := d.walk
+	s.qmu.Unlock()
+	cur := newCursor(walk[0], walk[1])
+	err := s.streamBatches(ctx, walk[0], walk[1], cur.see, func(ctx context.Context, blob []byte, hashes []string) error {
+		return s.sendData(ctx, d.node, blob)
+	}, func(seq, n int, lastPos uint64) {
 		s.qmu.Lock()
 		defer s.qmu.Unlock()
-		return !d.acked[m.Hash]
-	}, func(ctx context.Context, blob []byte, hashes []string) error {
-		if err := s.sendData(ctx, d.node, blob); err != nil {
-			return err
+		d.sent += n
+		if lo, hi, ok := cur.acked(seq, lastPos); ok {
+			d.resume, d.walk = true, [2]uint64{lo, hi}
 		}
-		s.qmu.Lock()
-		for _, h := range hashes {
-			d.acked[h] = true
-		}
-		d.sent += len(hashes)
-		s.qmu.Unlock()
-		return nil
 	})
+	return err
+}
+
+// cursor turns acknowledged batches into a resume range. It relies on the
+// store walking positions in ring order from lower (both engines do); if a
+// walk ever comes out of order, it gives no resume point and a retry
+// starts over, which is only slower.
+type cursor struct {
+	mu           sync.Mutex
+	lower, upper uint64
+	ordered      bool
+	lastKey      uint64
+	started      bool
+	batchLast    []uint64 // rank of each batch's last position, by sequence
+	done         map[int]bool
+	prefix       int // batches 0..prefix-1 acknowledged
+}
+
+func newCursor(lower, upper uint64) *cursor {
+	return &cursor{lower: lower, upper: upper, ordered: true, done: map[int]bool{}}
+}
+
+// key is a position's rank in the walk: the ring from lower+1 round to
+// upper, or 0..max for the whole ring.
+func (c *cursor) key(p uint64) uint64 {
+	if c.lower == c.upper {
+		return p
+	}
+	return p - c.lower - 1
+}
+
+// see is the walk's filter: it notes each message's position.
+func (c *cursor) see(m storage.Message) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := c.key(storage.Position(m.Owner.Key))
+	if c.started && k < c.lastKey {
+		c.ordered = false
+	}
+	c.started, c.lastKey = true, k
+	return true
+}
+
+// acked marks batch seq delivered and returns the range left to send when
+// the acknowledged prefix grew: from the last position of that prefix
+// (inclusive: an account's messages may straddle two batches) to upper.
+func (c *cursor) acked(seq int, lastPos uint64) (lower, upper uint64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.batchLast) <= seq {
+		c.batchLast = append(c.batchLast, 0)
+	}
+	c.batchLast[seq] = c.key(lastPos)
+	c.done[seq] = true
+	grew := false
+	for c.done[c.prefix] {
+		delete(c.done, c.prefix)
+		c.prefix++
+		grew = true
+	}
+	if !grew || !c.ordered {
+		return 0, 0, false
+	}
+	lastKey := c.batchLast[c.prefix-1]
+	if c.lower == c.upper {
+		if lastKey == 0 {
+			return 0, 0, false
+		}
+		return lastKey - 1, ^uint64(0), true
+	}
+	p := lastKey + c.lower + 1 // back from rank to position
+	return p - 1, c.upper, true
 }
 
 // streamBatches walks (lower, upper] and hands ~DumpBatchBytes blobs of the
 // messages want accepts to send, up to dumpWindow at once. The first send
-// error stops the walk.
+// error stops the walk. acked (may be nil) hears of each delivered batch:
+// its sequence number, message count and the position of its last message.
 func (s *Swarm) streamBatches(ctx context.Context, lower, upper uint64, want func(storage.Message) bool,
-	send func(ctx context.Context, blob []byte, hashes []string) error) error {
+	send func(ctx context.Context, blob []byte, hashes []string) error, acked func(seq, n int, lastPos uint64)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, dumpWindow)
@@ -236,13 +315,16 @@ func (s *Swarm) streamBatches(ctx context.Context, lower, upper uint64, want fun
 	}
 	var bw BlobWriter
 	var hashes []string
+	var lastPos uint64
+	seq := 0
 	nowMS := s.cfg.Now().UnixMilli()
 	flush := func() {
 		if bw.Count() == 0 {
 			return
 		}
-		blob, hs := bw.Finish(), hashes
+		blob, hs, n, last := bw.Finish(), hashes, seq, lastPos
 		hashes = nil
+		seq++
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -254,6 +336,10 @@ func (s *Swarm) streamBatches(ctx context.Context, lower, upper uint64, want fun
 			defer func() { <-sem }()
 			if err := send(ctx, blob, hs); err != nil {
 				fail(err)
+				return
+			}
+			if acked != nil {
+				acked(n, len(hs), last)
 			}
 		}()
 	}
@@ -266,6 +352,7 @@ func (s *Swarm) streamBatches(ctx context.Context, lower, upper uint64, want fun
 		}
 		bw.Add(m)
 		hashes = append(hashes, m.Hash)
+		lastPos = storage.Position(m.Owner.Key)
 		return ctx.Err()
 	})
 	if err == nil {

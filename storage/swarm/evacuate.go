@@ -13,6 +13,11 @@ import (
 
 var errStale = errors.New("membership changed during handover")
 
+// maxTracked bounds the hashes a handover remembers for its second walk
+// (~100 bytes each): a board must not run out of memory handing over a
+// large store.
+const maxTracked = 200_000
+
 // Handover reports the evacuation state for the status page: pending is
 // true while messages outside our swarm space wait for their new owners.
 func (s *Swarm) Handover() (pending bool, failures int) {
@@ -81,6 +86,7 @@ func (s *Swarm) evacuate(ctx context.Context, gen int) error {
 		from, to = 0, 0 // we own nothing: everything goes
 	}
 	pushed := map[string]bool{}
+	tracking := true // false once pushed would outgrow maxTracked
 	var mu sync.Mutex
 	total := 0
 	// Writes may still land in the range while we push (peers with an
@@ -108,13 +114,19 @@ func (s *Swarm) evacuate(ctx context.Context, gen int) error {
 				}
 			}
 			mu.Lock()
-			for _, h := range hashes {
-				pushed[h] = true
+			if tracking && len(pushed)+len(hashes) > maxTracked {
+				tracking = false
+				clear(pushed)
+			}
+			if tracking {
+				for _, h := range hashes {
+					pushed[h] = true
+				}
 			}
 			n += len(hashes)
 			mu.Unlock()
 			return nil
-		})
+		}, nil)
 		if err != nil {
 			return err
 		}
@@ -122,7 +134,10 @@ func (s *Swarm) evacuate(ctx context.Context, gen int) error {
 		if s.currentGen() != gen {
 			return errStale
 		}
-		if n == 0 {
+		if n == 0 || !tracking {
+			// Without the pushed set a second walk would resend
+			// everything; a handover this large accepts the (narrow)
+			// window in which a late write could be dropped unpushed.
 			break
 		}
 	}
