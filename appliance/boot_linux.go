@@ -229,6 +229,7 @@ func (rt *app) boot() {
 		{Name: "clock", Run: rt.clock.Run},
 		{Name: "network", Run: d.link.Run},
 		{Name: "reaper", Run: func(ctx context.Context) error { return rt.reap(ctx, sigs) }},
+		{Name: "traffic", Run: rt.traffic},
 	}
 	if p := rt.cfg.Ports.Status; p != 0 {
 		services = append(services, rt.statusService(fmt.Sprintf(":%d", p), rt.cfg.Status.LANOnly))
@@ -255,14 +256,8 @@ func (rt *app) boot() {
 		if err != nil {
 			rt.log.Error("node failed to start; retrying", "err", err)
 			rt.monitor.Kick()
-			select {
-			case <-ctx.Done():
-			case a := <-actions:
-				actions <- a // handle it with the generation logic below
-			case <-time.After(10 * time.Second):
-				continue
-			}
-			if ctx.Err() == nil {
+			out = rt.waitRetry(ctx, actions)
+			if out == outRestart {
 				continue
 			}
 		}
@@ -287,6 +282,31 @@ func (rt *app) boot() {
 			stopSystem()
 			rt.factoryReset()
 			rt.finish(unix.LINUX_REBOOT_CMD_RESTART)
+		}
+	}
+}
+
+// waitRetry waits before the next attempt to start the node, still obeying
+// the button and signals; outRestart means: try again.
+func (rt *app) waitRetry(ctx context.Context, actions <-chan board.Action) outcome {
+	retry := time.After(10 * time.Second)
+	for {
+		select {
+		case <-ctx.Done():
+			return outShutdown
+		case <-retry:
+			return outRestart
+		case a := <-actions:
+			switch a {
+			case board.ActionReboot:
+				return outReboot
+			case board.ActionPowerOff:
+				return outPowerOff
+			case board.ActionFactoryReset:
+				return outFactoryReset
+			default:
+				rt.statusCode()
+			}
 		}
 	}
 }

@@ -105,7 +105,7 @@ func runHosted(ctx context.Context, cfg HostedConfig) error {
 		rt.statusLn = ln
 		services = append(services, rt.statusService(addr, cfg.StatusLANOnly))
 	}
-	services = append(services, supervise.Service{Name: "health", Run: rt.monitor.Run})
+	services = append(services, supervise.Service{Name: "health", Run: rt.monitor.Run}, supervise.Service{Name: "traffic", Run: rt.traffic})
 	sysCtx, sysCancel := context.WithCancel(context.Background())
 	sysDone := make(chan struct{})
 	go func() {

@@ -16,6 +16,7 @@ import (
 	"github.com/snodebox/snodebox/appliance/node"
 	"github.com/snodebox/snodebox/board"
 	"github.com/snodebox/snodebox/board/sim"
+	"github.com/snodebox/snodebox/storage"
 	"github.com/snodebox/snodebox/storage/rpc"
 )
 
@@ -287,4 +288,44 @@ func TestWipeExceptKeys(t *testing.T) {
 	if len(ents) != 1 || ents[0].Name() != "keys" {
 		t.Errorf("left %v, want only keys", ents)
 	}
+}
+
+func TestHostedInvalidConfigIsDegraded(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "snodebox.toml")
+	os.WriteFile(cfgFile, []byte("[ports]\nrpc = 0\n"), 0o644)
+	b := sim.New()
+	h := &hostedRun{done: make(chan error, 1), data: t.TempDir(), stat: freePort(t)}
+	started := make(chan *app, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		h.done <- runHosted(ctx, HostedConfig{
+			Node:       node.Config{DataDir: h.data, Listen: freePort(t), StatusListen: h.stat},
+			ConfigFile: cfgFile, Board: b, LogOutput: io.Discard, HealthInterval: 1,
+			onStart: func(a *app) { started <- a },
+		})
+	}()
+	h.app = <-started
+	t.Cleanup(func() { cancel(); <-h.done })
+	until(t, "LED degraded", func() bool { return b.LED() == board.LEDDegraded })
+	r := h.app.Report()
+	if !strings.Contains(r.ConfigError, "snodebox.toml:2: ports.rpc") || r.Healthy {
+		t.Errorf("report: config_error %q healthy %v", r.ConfigError, r.Healthy)
+	}
+}
+
+func TestTrafficFlickersWhileHealthy(t *testing.T) {
+	b := sim.New()
+	h := startHosted(t, b)
+	until(t, "LED healthy", func() bool { return b.LED() == board.LEDHealthy })
+	n, _ := h.app.current()
+	var acct storage.Account
+	acct.Type = 0x05
+	acct.Key[0] = 1
+	data := []byte("hello")
+	now := time.Now().UnixMilli()
+	msg := storage.Message{Hash: storage.MessageHash(acct, 0, data), Owner: acct, Timestamp: now, Expiry: now + 3600_000, Data: data}
+	if _, _, err := n.Store.Store(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "a traffic flicker", func() bool { return b.Flickers() > 0 })
 }

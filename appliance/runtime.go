@@ -386,6 +386,30 @@ func (rt *app) statusCode() {
 	}
 }
 
+// traffic flickers the LED when messages are stored: the board shows the
+// flicker only while healthy (DESIGN §4 "on, brief flicker on traffic").
+func (rt *app) traffic(ctx context.Context) error {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	var last int64 = -1
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, _ := rt.current()
+		if n == nil {
+			continue
+		}
+		stores := n.Store.Stats().Stores
+		if last >= 0 && stores != last {
+			rt.board.Traffic()
+		}
+		last = stores
+	}
+}
+
 // wipeExceptKeys removes everything in dataDir except keyDir (hosted
 // factory reset; on the device the filesystem is re-created instead).
 func wipeExceptKeys(dataDir, keyDir string) error {
