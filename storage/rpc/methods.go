@@ -320,8 +320,12 @@ func (r *retrieveReq) run(ctx context.Context, s *Server, c *call) response {
 	}
 	out := make([]any, 0, len(msgs))
 	for _, m := range msgs {
+		data := m.Data
+		if data == nil {
+			data = []byte{} // "" rather than null for an empty message
+		}
 		out = append(out, map[string]any{
-			"hash": m.Hash, "timestamp": m.Timestamp, "expiration": m.Expiry, "data": m.Data,
+			"hash": m.Hash, "timestamp": m.Timestamp, "expiration": m.Expiry, "data": data,
 		})
 	}
 	body := map[string]any{"messages": out, "more": more}

@@ -189,11 +189,15 @@ func encodeJSON(r response) ([]byte, bool) {
 	if s, isText := r.body.(string); isText {
 		return []byte(s), false
 	}
-	b, err := json.Marshal(r.body)
-	if err != nil {
+	// No HTML escaping: the answer is data for Session clients, and '<',
+	// '>' and '&' should reach them as the reference writes them.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(r.body); err != nil {
 		return []byte("request failed"), false
 	}
-	return b, true
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), true
 }
 
 // wrongSwarm is the 421 answer: the swarm that owns the account (§6.2).

@@ -17,6 +17,10 @@ const day = int64(24 * 3600 * 1000)
 func TestStore(t *testing.T) {
 	user := sessionSigner(t, 7)
 	group := groupSigner(t, 9)
+	otherPrefix, err := rpcclient.NewEd25519(0x15, seed32(11))
+	if err != nil {
+		t.Fatal(err)
+	}
 	data := []byte("hello")
 	b64 := base64.StdEncoding.EncodeToString(data)
 	signed := func(ns storage.Namespace, ts, ttl int64) rpcclient.Params {
@@ -45,6 +49,13 @@ func TestStore(t *testing.T) {
 		{"stringified timestamp and ttl", with(rpcclient.StoreUnsigned(user.Pubkey(), rpcclient.StoreArgs{Data: data, Timestamp: testNow, TTL: day}), "timestamp", "1700000000000", "ttl", "86400000"), 200, ""},
 		{"absolute expiry instead of ttl", with(rpcclient.StoreUnsigned(user.Pubkey(), rpcclient.StoreArgs{Data: data, Timestamp: testNow, TTL: day}), "ttl", nil, "expiry", testNow+day), 200, ""},
 		{"03 group store with its own key", group.Store(rpcclient.StoreArgs{Namespace: 11, Data: data, Timestamp: testNow, TTL: day}), 200, ""},
+		{"unpadded 86-char signature", with(signed(5, testNow, day), "signature", strings.TrimRight(signed(5, testNow, day)["signature"].(string), "=")), 200, ""},
+		{"any other prefix verifies with its key bytes", otherPrefix.Store(rpcclient.StoreArgs{Namespace: 5, Data: data, Timestamp: testNow, TTL: day}), 200, ""},
+		{"signature with non-base64 characters", with(signed(5, testNow, day), "signature", strings.Repeat("*", 86)+"=="), 400, "invalid request: invalid signature: expected base64 encoded Ed25519 signature"},
+		{"signature padded wrongly", with(signed(5, testNow, day), "signature", strings.TrimRight(signed(5, testNow, day)["signature"].(string), "=")+"A="), 400, "invalid request: invalid signature: expected base64 encoded Ed25519 signature"},
+		{"pubkey_ed25519 of the wrong length", with(signed(5, testNow, day), "pubkey_ed25519", "abcd"), 400, "invalid request: Invalid pubkey_ed25519: expected 64 hex char or 32 byte pubkey"},
+		{"subaccount token of the wrong length", with(signed(5, testNow, day), "subaccount", "AAAA", "subaccount_sig", signed(5, testNow, day)["signature"]), 400, "invalid request: invalid subaccount: expected base64 or hex-encoded subaccount token"},
+		{"subaccount signature not base64", with(group.Store(rpcclient.StoreArgs{Namespace: 11, Data: data, Timestamp: testNow, TTL: day}), "subaccount", strings.Repeat("A", 48), "subaccount_sig", "%%%"), 400, "invalid request: invalid subaccount signature: expected base64 encoded Ed25519 signature"},
 		{"private namespace without signature", rpcclient.StoreUnsigned(user.Pubkey(), rpcclient.StoreArgs{Namespace: 5, Data: data, Timestamp: testNow, TTL: day}), 401, "store: signature required to store to namespace 5"},
 		{"bad signature", with(signed(5, testNow, day), "signature", base64.StdEncoding.EncodeToString(make([]byte, 64))), 401, "store signature verification failed"},
 		{"signature of another namespace", with(signed(5, testNow, day), "namespace", 6), 401, "store signature verification failed"},
