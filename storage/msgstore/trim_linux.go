@@ -3,6 +3,7 @@ package msgstore
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -52,18 +53,27 @@ func (s *Store) trim() error {
 // an inode of the initramfs whose number can equal the database's on ext4,
 // and advising away the binary's own data segment zeroes its globals.
 func mappings(dev, ino uint64) ([][2]uintptr, error) {
-	wantDev := fmt.Sprintf("%x:%x", unix.Major(dev), unix.Minor(dev))
 	f, err := os.Open("/proc/self/maps")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	return parseMappings(f, dev, ino)
+}
+
+// parseMappings reads maps lines. Only read-only shared mappings ("r--s",
+// how bbolt maps its file) qualify: MADV_DONTNEED on one of those can only
+// drop clean page-cache references, whereas on a private or writable
+// mapping it would discard memory. So even a wrong file match could not
+// corrupt anything.
+func parseMappings(r io.Reader, dev, ino uint64) ([][2]uintptr, error) {
+	wantDev := fmt.Sprintf("%x:%x", unix.Major(dev), unix.Minor(dev))
 	var out [][2]uintptr
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		// start-end perms offset dev inode path
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || fields[4] != strconv.FormatUint(ino, 10) || !sameDev(fields[3], wantDev) {
+		if len(fields) < 6 || fields[1] != "r--s" || fields[4] != strconv.FormatUint(ino, 10) || !sameDev(fields[3], wantDev) {
 			continue
 		}
 		lo, hi, ok := strings.Cut(fields[0], "-")

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/snodebox/snodebox/storage/storetest"
 )
 
@@ -77,4 +79,23 @@ func TestPruneTrimsMappedPages(t *testing.T) {
 		t.Errorf("after trim: read %d messages, want 400", n)
 	}
 	t.Logf("database pages resident: %d kB before prune, 0 after", before)
+}
+
+func TestParseMappingsOnlyTheSharedReadOnlyDatabaseMapping(t *testing.T) {
+	const maps = `00400000-00c00000 r-xp 00000000 00:02 4242 /init
+00c00000-00d00000 rw-p 00800000 00:02 4242 /init
+7f0000000000-7f0040000000 r--s 00000000 fe:01 4242 /data/messages.db
+7f0040000000-7f0040001000 rw-s 00000000 fe:01 4242 /data/messages.db
+7f0050000000-7f0050001000 r--s 00000000 fe:02 4242 /other/file
+7f0060000000-7f0060001000 r--s 00000000 fe:01 4243 /data/other.db
+`
+	dev := unix.Mkdev(0xfe, 0x01)
+	got, err := parseMappings(strings.NewReader(maps), dev, 4242)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][2]uintptr{{0x7f0000000000, 0x7f0040000000}}
+	if len(got) != 1 || got[0] != want[0] {
+		t.Errorf("mappings = %x, want only %x", got, want)
+	}
 }
