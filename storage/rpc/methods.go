@@ -717,6 +717,9 @@ func (r *expireReq) run(ctx context.Context, s *Server, c *call) response {
 		applied[i] = min(e, capAt)
 		sigExp = append(sigExp, itoa(e)...)
 	}
+	if hf := s.hf(); len(r.expiry) > 1 && (hf[0] < 19 || (hf[0] == 19 && hf[1] < 4)) {
+		return text(http.StatusForbidden, "expire: multiple expiries are not supported before hardfork 19.4")
+	}
 	if !s.verify(ctx, &r.auth, accessWrite, false, []byte("expire"), []byte(r.modeString()), sigExp, strParts(r.messages)) {
 		return text(http.StatusUnauthorized, "expire: signature verification failed")
 	}

@@ -270,6 +270,18 @@ func TestExpire(t *testing.T) {
 			t.Fatalf("stored expiries %v", exp)
 		}
 	})
+	t.Run("per-message expiries need hardfork 19.4", func(t *testing.T) {
+		n := newTestNode(t, 1)
+		n.swarm.snap.Hardfork = [2]int{19, 3}
+		hs := seedMessages(t, n, u, 0, 2)
+		status, _, raw := n.do(t, "expire", u.ExpireEach(hs, []int64{soon, soon}, rpcclient.ExpireSet))
+		if status != 403 {
+			t.Fatalf("%d %s", status, raw)
+		}
+		if status, _, raw := n.do(t, "expire", u.Expire(hs, soon, rpcclient.ExpireSet)); status != 200 {
+			t.Fatalf("single expiry on 19.3: %d %s", status, raw)
+		}
+	})
 	t.Run("capped at 30 days", func(t *testing.T) {
 		n := newTestNode(t, 1)
 		hs := seedMessages(t, n, u, 0, 1)
