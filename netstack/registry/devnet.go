@@ -28,6 +28,24 @@ import (
 // records (like oxend uptime proofs); the registry assigns swarms
 // (AssignSwarms) and answers oxend's JSON-RPC so nodes (DevnetSource) and
 // Session clients (get_n_service_nodes seed calls) can read it.
+//
+// Wire format, on the HTTPS listener of the snoded started with
+// --serve-registry:
+//
+//	POST /devnet/v1/announce  {"record": hex, "signature": hex}
+//	    record = "snodebox-devnet-announce-v1" ‖ bencode{ed, ip, sh, sq, t, v, x}
+//	    (ed/x: 32-byte keys, ip: text, sh/sq: HTTPS/OMQ ports, t: unix ms,
+//	    v: [major, minor, patch]); signature: Ed25519 by ed over record.
+//	    200 {"status":"OK"}, or 403 with the reason (bad signature, x not
+//	    derived from ed, timestamp more than 60 s off or not newer than the
+//	    node's previous record).
+//	POST /json_rpc  get_service_nodes / get_n_service_nodes, oxend's params
+//	    (fields as list or dict, active_only, poll_block_hash, limit) and
+//	    answer shape.
+//
+// Nodes re-announce every 2 s and are dropped after 10 s of silence. Every
+// change of membership or contact details is a new "block": height + 1 and
+// a block_hash over the node list, so poll_block_hash works as with oxend.
 const (
 	// AnnouncePath is where records are POSTed (JSON {"record","signature"}, hex).
 	AnnouncePath = "/devnet/v1/announce"
