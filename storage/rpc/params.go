@@ -241,9 +241,6 @@ func (p *params) strList(key string) ([]string, bool, error) {
 	if r[0] != '[' || json.Unmarshal(r, &out) != nil {
 		return nil, true, typeErr(key, "string array")
 	}
-	for _, s := range out {
-		_ = s
-	}
 	if out == nil {
 		out = []string{}
 	}

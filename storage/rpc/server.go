@@ -168,9 +168,15 @@ func (s *Server) process(ctx context.Context, body []byte) response {
 	}
 	req, err := info.parse(&params{j: ps})
 	if err != nil {
+		s.cfg.Logger.Debug("invalid client request", "method", method, "err", err)
 		return badRequest(err)
 	}
-	return req.run(ctx, s, &call{now: s.cfg.Now()})
+	r := req.run(ctx, s, &call{now: s.cfg.Now()})
+	if r.status >= 300 {
+		msg, _ := r.body.(string)
+		s.cfg.Logger.Debug("client request refused", "method", method, "status", r.status, "reason", msg)
+	}
+	return r
 }
 
 func notReady(reasons []string) response {
