@@ -171,6 +171,11 @@ func (s *Server) process(ctx context.Context, body []byte) response {
 		s.cfg.Logger.Debug("invalid client request", "method", method, "err", err)
 		return badRequest(err)
 	}
+	if info.recursive || info.meta {
+		// A write that has started goes through everywhere even if the
+		// client hangs up: half-applied swarm writes are worse.
+		ctx = context.WithoutCancel(ctx)
+	}
 	r := req.run(ctx, s, &call{now: s.cfg.Now()})
 	if r.status >= 300 {
 		msg, _ := r.body.(string)
@@ -280,9 +285,12 @@ func (s *Server) fanout(ctx context.Context, c *call, method string, req recursi
 	c.signalLocal()
 	replies := <-repl
 
-	swarm := map[string]any{s.cfg.Keys.Ed25519Hex(): mine}
+	self := s.cfg.Keys.Ed25519Hex()
+	swarm := map[string]any{self: mine}
 	for _, r := range replies {
-		swarm[r.Node.Ed25519Hex()] = memberEntry(r)
+		if k := r.Node.Ed25519Hex(); k != self {
+			swarm[k] = memberEntry(r)
+		}
 	}
 	if top == nil {
 		top = map[string]any{}
@@ -490,7 +498,7 @@ func (s *Server) storageCC(ctx context.Context, body []byte) peer.Reply {
 		r := badRequest(err)
 		return fail(r.status, r.body.(string))
 	}
-	r := req.run(ctx, s, &call{forwarded: true, bt: true, now: s.cfg.Now()})
+	r := req.run(context.WithoutCancel(ctx), s, &call{forwarded: true, bt: true, now: s.cfg.Now()})
 	if r.status != http.StatusOK {
 		out, _ := encodeJSON(r)
 		return fail(r.status, string(out))
