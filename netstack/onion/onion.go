@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/snodebox/snodebox/netstack/identity"
@@ -162,13 +161,13 @@ func (h *Handler) process(ctx context.Context, req onionreq.Request) result {
 	if err != nil {
 		return plain(http.StatusBadRequest, "Invalid ciphertext")
 	}
-	buf := getBuf(len(req.Ciphertext))
-	pt, err := c.OpenAppend(buf[:0], req.Ciphertext)
+	// Opened with headroom so a relay can frame the next hop's body around
+	// the blob without copying it.
+	full, err := c.OpenAppend(make([]byte, onionreq.Headroom, onionreq.Headroom+len(req.Ciphertext)+128), req.Ciphertext)
 	if err != nil {
-		putBuf(buf)
 		return plain(http.StatusBadRequest, "Invalid ciphertext")
 	}
-	in, err := onionreq.ParseInner(pt)
+	in, err := onionreq.ParseInner(full[onionreq.Headroom:])
 	if err != nil {
 		wire := onionreq.ErrInvalidJSON
 		if errors.Is(err, onionreq.ErrInvalidURL) {
@@ -188,33 +187,8 @@ func (h *Handler) process(ctx context.Context, req onionreq.Request) result {
 		}
 		return h.proxy.do(ctx, u, in.Plaintext, h.cfg.Logger)
 	default:
-		res := h.relay(ctx, req.HopNo, in)
-		// The relay copied what it sent; only here is the plaintext
-		// certainly dead (the RPC and the proxy get no such promise).
-		putBuf(pt)
-		return res
+		return h.relay(ctx, req.HopNo, in, full)
 	}
-}
-
-// Plaintext buffers of relayed layers are reused: at relay rates a fresh
-// buffer per hop is most of the garbage a node makes.
-var bufPool sync.Pool
-
-const maxPooledBuf = 1 << 20
-
-func getBuf(n int) []byte {
-	if p, ok := bufPool.Get().(*[]byte); ok && cap(*p) >= n {
-		return *p
-	}
-	return make([]byte, 0, max(n, 4096))
-}
-
-func putBuf(b []byte) {
-	if cap(b) == 0 || cap(b) > maxPooledBuf {
-		return
-	}
-	b = b[:0]
-	bufPool.Put(&b)
 }
 
 // final runs the RPC and seals {"status","body"} for the client (§8.4).
@@ -260,7 +234,7 @@ func mustJSON(s string) json.RawMessage {
 
 // relay sends the next layer over the peer transport (§8.6) and passes the
 // answer back unchanged.
-func (h *Handler) relay(ctx context.Context, hopNo int, in onionreq.Inner) result {
+func (h *Handler) relay(ctx context.Context, hopNo int, in onionreq.Inner, full []byte) result {
 	destHex := hex.EncodeToString(in.Destination[:])
 	if h.cfg.Lookup == nil || h.cfg.Transport == nil {
 		return plain(http.StatusBadGateway, "Next node not found: "+destHex)
@@ -269,7 +243,7 @@ func (h *Handler) relay(ctx context.Context, hopNo int, in onionreq.Inner) resul
 	if !ok {
 		return plain(http.StatusBadGateway, "Next node not found: "+destHex)
 	}
-	body := onionreq.Request{Ciphertext: in.Blob, EphemeralKey: in.EphemeralKey, EncType: in.EncType, HopNo: hopNo + 1}.MarshalPeer()
+	body := onionreq.RelayBody(full, in, hopNo+1)
 	ctx, cancel := context.WithTimeout(ctx, h.hopTimeout)
 	defer cancel()
 	reply, err := h.cfg.Transport.Call(ctx, next, peer.CmdOnionRequest, body)

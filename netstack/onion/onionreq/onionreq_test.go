@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -532,6 +533,36 @@ func TestRelayKeysWithEscapes(t *testing.T) {
 	} {
 		if _, err := ParseInner(Frame(nil, []byte(j))); !errors.Is(err, ErrInvalidJSON) {
 			t.Fatalf("%s: %v", j, err)
+		}
+	}
+}
+
+// RelayBody frames in place exactly what MarshalPeer frames by copying.
+func TestRelayBodyInPlace(t *testing.T) {
+	for _, enc := range []EncType{AESGCM, XChaCha20} {
+		for _, n := range []int{0, 1, 9, 10, 99999, 70000} {
+			blob := bytes.Repeat([]byte{0xa5}, n)
+			route := `{"destination":"` + strings.Repeat("cd", 32) + `","ephemeral_key":"` + strings.Repeat("ef", 32) + `","enc_type":"` + enc.String() + `"}`
+			pt := Frame(blob, []byte(route))
+			full := append(make([]byte, Headroom), pt...)
+			in, err := ParseInner(full[Headroom:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Request{Ciphertext: blob, EphemeralKey: in.EphemeralKey, EncType: enc, HopNo: 7}.MarshalPeer()
+			got := RelayBody(full, in, 7)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%v n=%d: in-place body differs from MarshalPeer", enc, n)
+			}
+			prefixLen := len("d4:data:") + len(strconv.Itoa(n))
+			if n > 0 && &got[0] != &full[Headroom+4-prefixLen] {
+				t.Fatalf("n=%d: body was copied, not framed in place", n)
+			}
+			// A layer not opened with headroom falls back to copying.
+			in2, _ := ParseInner(pt)
+			if got := RelayBody(pt, in2, 7); !bytes.Equal(got, want) {
+				t.Fatalf("%v n=%d: fallback body differs", enc, n)
+			}
 		}
 	}
 }

@@ -345,3 +345,40 @@ func hexKey(s string) ([32]byte, error) {
 	}
 	return k, nil
 }
+
+// Headroom is how many free bytes a relay keeps in front of a decrypted
+// layer (OpenAppend(make([]byte, Headroom, …), ct)) so RelayBody can frame
+// the next hop's body around the blob where it lies.
+const Headroom = 32
+
+// RelayBody is the sn.onion_request body that sends a Relay layer on, with
+// the given hop number: the same bytes as MarshalPeer. When full is the
+// buffer the layer was opened into (Headroom scratch bytes, then
+// in.Plaintext), it is built in place: the blob, which is most of the
+// bytes, is not copied, and the bytes after it (the routing JSON, already
+// parsed into in) are overwritten. full must not be used afterwards.
+func RelayBody(full []byte, in Inner, hopNo int) []byte {
+	r := Request{Ciphertext: in.Blob, EphemeralKey: in.EphemeralKey, EncType: in.EncType, HopNo: hopNo}
+	n := len(in.Blob)
+	blobAt := Headroom + 4
+	if n == 0 || len(full) < blobAt+n || &full[blobAt] != &in.Blob[0] {
+		return r.MarshalPeer()
+	}
+	var prefix [32]byte
+	p := append(prefix[:0], "d4:data"...)
+	p = strconv.AppendInt(p, int64(n), 10)
+	p = append(p, ':')
+	start := blobAt - len(p)
+	copy(full[start:], p)
+	out := full[start : blobAt+n]
+	et := r.EncType.String()
+	out = append(out, "8:enc_type"...)
+	out = strconv.AppendInt(out, int64(len(et)), 10)
+	out = append(out, ':')
+	out = append(out, et...)
+	out = append(out, "13:ephemeral_key32:"...)
+	out = append(out, r.EphemeralKey[:]...)
+	out = append(out, "6:hop_noi"...)
+	out = strconv.AppendInt(out, int64(r.HopNo), 10)
+	return append(out, "ee"...)
+}
