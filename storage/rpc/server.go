@@ -56,7 +56,6 @@ func badRequest(err error) response {
 // call is the context of one request's processing.
 type call struct {
 	forwarded bool // arrived by sn.storage_cc: no re-forwarding, wider tolerance
-	bt        bool // answer in bt (binary raw) rather than JSON
 	now       time.Time
 	// localDone, when set, is called once the local part of the request is
 	// done (before waiting for swarm members), so a batch can start its
@@ -498,7 +497,7 @@ func (s *Server) storageCC(ctx context.Context, body []byte) peer.Reply {
 		r := badRequest(err)
 		return fail(r.status, r.body.(string))
 	}
-	r := req.run(context.WithoutCancel(ctx), s, &call{forwarded: true, bt: true, now: s.cfg.Now()})
+	r := req.run(context.WithoutCancel(ctx), s, &call{forwarded: true, now: s.cfg.Now()})
 	if r.status != http.StatusOK {
 		out, _ := encodeJSON(r)
 		return fail(r.status, string(out))
