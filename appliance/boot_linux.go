@@ -92,7 +92,7 @@ func (rt *app) boot() {
 	rt.board = board.Detect(rt.log)
 	rt.log.Info("board", "name", rt.board.Info().Name, "model", rt.board.Info().Model)
 	rt.board.SetLED(board.LEDBooting)
-	rt.openWatchdog()
+	wdErr := rt.openWatchdog()
 
 	// 4. Kernel modules in the image's order.
 	n, err := loadModules("/", rt.log)
@@ -100,6 +100,12 @@ func (rt *app) boot() {
 		rt.log.Warn("modules", "err", err)
 	}
 	markers.mark("modules loaded count=%d", n)
+	if wdErr != nil {
+		// The Pi's bcm2835_wdt is a module: try again now that it is loaded.
+		if err := rt.openWatchdog(); err != nil {
+			rt.log.Info("no hardware watchdog", "err", err)
+		}
+	}
 
 	// Config: kernel command line over snodebox.toml on the boot partition.
 	rt.loadConfig()
@@ -352,11 +358,10 @@ func (rt *app) reap(ctx context.Context, sigs <-chan os.Signal) error {
 	}
 }
 
-func (rt *app) openWatchdog() {
+func (rt *app) openWatchdog() error {
 	wd, err := rt.board.OpenWatchdog()
 	if err != nil {
-		rt.log.Info("no hardware watchdog", "err", err)
-		return
+		return err
 	}
 	rt.device.watchdog = wd
 	rt.device.wdStop = make(chan struct{})
@@ -380,6 +385,7 @@ func (rt *app) openWatchdog() {
 			}
 		}
 	}()
+	return nil
 }
 
 // loadConfig mounts the boot partition (read-only; vfat modules are loaded
@@ -492,7 +498,7 @@ func (rt *app) factoryReset() {
 		rt.log.Error("factory reset: unmount data", "err", err)
 		return
 	}
-	if _, err := rt.device.reaper.output(mke2fsPath, "-t", "ext4", "-L", DataLabel, "-F", "-q", "-m", "1", dev); err != nil {
+	if _, err := rt.device.reaper.output(mke2fsPath, mke2fsArgs(dev)...); err != nil {
 		rt.log.Error("factory reset: format", "err", err)
 		return
 	}

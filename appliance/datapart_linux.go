@@ -32,6 +32,16 @@ var (
 	e2fsckPath    = "/sbin/e2fsck"
 )
 
+// mke2fsArgs formats dev as the data filesystem: 1% reserved blocks (the
+// node is the only user), no discard pass and lazy inode-table and journal
+// initialisation (the kernel finishes them in the background; the journal
+// is checksummed, so an unzeroed one cannot be replayed by mistake). A full
+// discard and zeroing took 94 s for 512 MB on QEMU's emulated SD card.
+func mke2fsArgs(dev string) []string {
+	return []string{"-t", "ext4", "-L", DataLabel, "-F", "-q", "-m", "1",
+		"-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1", dev}
+}
+
 // dataState is the outcome of preparing the data partition.
 type dataState struct {
 	Dev       string // /dev/vda1
@@ -81,7 +91,7 @@ func prepareData(spec, mountpoint string, roots blockRoots, rp *reaper, log *slo
 		}
 		if !hasFS {
 			log.Info("no filesystem on data partition; formatting", "dev", st.Dev)
-			if _, err := rp.output(mke2fsPath, "-t", "ext4", "-L", DataLabel, "-F", "-q", "-m", "1", st.Dev); err != nil {
+			if _, err := rp.output(mke2fsPath, mke2fsArgs(st.Dev)...); err != nil {
 				return fmt.Errorf("format: %w", err)
 			}
 			st.Formatted = true

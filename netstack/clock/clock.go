@@ -102,28 +102,32 @@ func (c *Clock) log() *slog.Logger {
 }
 
 // Restore moves the clock forward to the persisted time when the clock is
-// behind it (a Pi boots at 1970 or at its last fake-hwclock). It never moves
-// the clock backwards: a later clock is more likely right. It returns the
-// time set, or zero when nothing changed.
+// behind it (a Pi boots at 1970), or at least to the build floor when there
+// is no saved time yet (first boot without a time server), as systemd does
+// with its build time: a wrong-by-months clock is still far better than
+// 1970 for certificates, logs and expiry arithmetic. It never moves the
+// clock backwards. It returns the time set, or zero when nothing changed.
 func (c *Clock) Restore() (time.Time, error) {
-	if c.StatePath == "" {
+	target := floor()
+	if c.StatePath != "" {
+		saved, err := Load(c.StatePath)
+		switch {
+		case err == nil:
+			if saved.After(target) {
+				target = saved
+			}
+		case !errors.Is(err, os.ErrNotExist):
+			c.log().Warn("persisted time unreadable; using the build floor", "err", err)
+		}
+	}
+	if !c.now().Before(target) {
 		return time.Time{}, nil
 	}
-	saved, err := Load(c.StatePath)
-	if errors.Is(err, os.ErrNotExist) {
-		return time.Time{}, nil
+	if err := c.set(target); err != nil {
+		return time.Time{}, fmt.Errorf("restore time %s: %w", target.UTC().Format(time.RFC3339), err)
 	}
-	if err != nil {
-		return time.Time{}, err
-	}
-	if !c.now().Before(saved) {
-		return time.Time{}, nil
-	}
-	if err := c.set(saved); err != nil {
-		return time.Time{}, fmt.Errorf("restore time %s: %w", saved.UTC().Format(time.RFC3339), err)
-	}
-	c.log().Info("clock restored from data partition", "time", saved.UTC().Format(time.RFC3339))
-	return saved, nil
+	c.log().Info("clock restored", "time", target.UTC().Format(time.RFC3339))
+	return target, nil
 }
 
 // Sync queries the servers once and steps the clock by the median offset.

@@ -193,10 +193,16 @@ func TestPersistAndRestore(t *testing.T) {
 	if got, _ := Load(path); !got.Equal(saved) {
 		t.Errorf("state file now %v, want %v", got, saved)
 	}
-	// No state file yet (first boot): nothing to do, no error.
+	// No state file yet (first boot): a sane clock stays, a 1970 clock
+	// goes to the build floor so health sees a plausible time.
 	none := &Clock{StatePath: filepath.Join(t.TempDir(), StateFile), Set: func(time.Time) error { t.Fatal("set"); return nil }}
 	if _, err := none.Restore(); err != nil {
 		t.Errorf("first boot restore: %v", err)
+	}
+	var set time.Time
+	pi := &Clock{StatePath: filepath.Join(t.TempDir(), StateFile), Now: func() time.Time { return time.Unix(5, 0) }, Set: func(t time.Time) error { set = t; return nil }}
+	if got, err := pi.Restore(); err != nil || !got.Equal(floor()) || !set.Equal(floor()) || !Sane(set) {
+		t.Errorf("first boot at 1970: restored %v set %v err %v, want the build floor %v", got, set, err, floor())
 	}
 }
 
