@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -23,14 +24,23 @@ const (
 	maxQueued = 100_000
 )
 
-// memberQueue holds what one member missed.
+// memberQueue holds, in order, what one member missed. Order matters: a
+// store and a later delete of the same message must reach the member in
+// that order, so while a backlog exists new requests join it instead of
+// overtaking it.
 type memberQueue struct {
-	node       registry.Node
-	deliveries []storage.Message // failed stores, re-sent as sn.data
-	requests   []ccRequest       // failed other recursive requests
-	failures   int
-	next       time.Time
-	busy       bool
+	node     registry.Node
+	items    []queued
+	failures int
+	next     time.Time
+	busy     bool
+}
+
+// queued is a failed store (re-sent as an sn.data delivery, which never
+// expires out of signature tolerance) or another recursive request.
+type queued struct {
+	msg *storage.Message
+	req *ccRequest
 }
 
 type ccRequest struct {
@@ -45,22 +55,35 @@ func (s *Swarm) Queued() map[string]int {
 	defer s.qmu.Unlock()
 	out := map[string]int{}
 	for _, q := range s.queues {
-		if n := len(q.deliveries) + len(q.requests); n > 0 {
-			out[q.node.Ed25519Hex()] = n
+		if len(q.items) > 0 {
+			out[q.node.Ed25519Hex()] = len(q.items)
 		}
 	}
 	return out
 }
 
+// backlog is how many requests wait for member m.
+func (s *Swarm) backlog(m registry.Node) int {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if q := s.queues[m.Ed25519]; q != nil {
+		return len(q.items)
+	}
+	return 0
+}
+
 func (s *Swarm) enqueue(m registry.Node, method string, params []byte) {
 	now := s.cfg.Now()
-	var msg *storage.Message
+	var item queued
 	if method == "store" {
 		if mm, err := MessageFromStoreParams(params); err == nil {
-			msg = &mm
+			item.msg = &mm
 		} else {
 			s.log.Warn("cannot rebuild forwarded store for re-delivery", "err", err)
 		}
+	}
+	if item.msg == nil {
+		item.req = &ccRequest{method: method, params: append([]byte(nil), params...), at: now}
 	}
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
@@ -69,24 +92,25 @@ func (s *Swarm) enqueue(m registry.Node, method string, params []byte) {
 		q = &memberQueue{node: m, next: now.Add(retryBase)}
 		s.queues[m.Ed25519] = q
 	}
-	if len(q.deliveries)+len(q.requests) >= maxQueued {
+	if len(q.items) >= maxQueued {
 		s.log.Warn("retry queue full; member will catch up by dump", "member", m.String())
 		return
 	}
-	if msg != nil {
-		q.deliveries = append(q.deliveries, *msg)
-	} else {
-		q.requests = append(q.requests, ccRequest{method: method, params: append([]byte(nil), params...), at: now})
-	}
+	q.items = append(q.items, item)
 }
 
-// retryQueues re-sends what members missed, one member at a time.
+// errBacklog is the member reply while older requests to it still wait.
+func errBacklog(n int) error {
+	return fmt.Errorf("%w: %d earlier requests still queued for this member", peer.ErrUnreachable, n)
+}
+
+// retryQueues re-sends what members missed.
 func (s *Swarm) retryQueues(ctx context.Context) {
 	now := s.cfg.Now()
 	s.qmu.Lock()
 	var due []*memberQueue
 	for _, q := range s.queues {
-		if !q.busy && !q.next.After(now) && len(q.deliveries)+len(q.requests) > 0 {
+		if !q.busy && !q.next.After(now) && len(q.items) > 0 {
 			q.busy = true
 			due = append(due, q)
 		}
@@ -104,36 +128,42 @@ func (s *Swarm) retryQueues(ctx context.Context) {
 	}
 }
 
+// retryOne sends a member's queue in order: runs of stores as sn.data
+// blobs, other requests one by one. It stops at the first failure.
 func (s *Swarm) retryOne(ctx context.Context, q *memberQueue) {
 	s.qmu.Lock()
 	node := q.node
-	deliveries := q.deliveries
-	requests := q.requests
+	items := append([]queued(nil), q.items...)
 	s.qmu.Unlock()
 
+	done, delivered, requests := 0, 0, 0
 	ok := true
 	nowMS := s.cfg.Now().UnixMilli()
-	live := deliveries[:0:0]
-	for _, m := range deliveries {
-		if m.Expiry > nowMS {
-			live = append(live, m)
-		}
-	}
-	sent := 0
-	for _, group := range SplitMessages(live, DumpBatchBytes) {
-		if err := s.sendData(ctx, node, EncodeBlob(group)); err != nil {
-			ok = false
-			break
-		}
-		sent += len(group)
-	}
-	doneReq := 0
-	if ok {
-		for _, r := range requests {
-			if s.cfg.Now().Sub(r.at) > ccRetryWindow {
-				doneReq++ // too old to pass the signature check now
-				continue
+	for done < len(items) && ok {
+		if items[done].msg != nil {
+			// A run of deliveries: one blob per ~1 MB.
+			end := done
+			var run []storage.Message
+			size := 0
+			for end < len(items) && items[end].msg != nil && size < DumpBatchBytes {
+				if m := *items[end].msg; m.Expiry > nowMS {
+					run = append(run, m)
+					size += EncodedSize(m)
+				}
+				end++
 			}
+			if len(run) > 0 {
+				if err := s.sendData(ctx, node, EncodeBlob(run)); err != nil {
+					ok = false
+					break
+				}
+			}
+			delivered += len(run)
+			done = end
+			continue
+		}
+		r := items[done].req
+		if s.cfg.Now().Sub(r.at) <= ccRetryWindow { // else too old to pass the signature check
 			cctx, cancel := context.WithTimeout(ctx, s.cfg.ForwardTimeout)
 			rep, err := s.cfg.Transport.Call(cctx, node, peer.CmdStorageCC, StorageCCBody(r.method, r.params))
 			cancel()
@@ -141,8 +171,9 @@ func (s *Swarm) retryOne(ctx context.Context, q *memberQueue) {
 				ok = false
 				break
 			}
-			doneReq++
+			requests++
 		}
+		done++
 	}
 
 	s.qmu.Lock()
@@ -150,22 +181,14 @@ func (s *Swarm) retryOne(ctx context.Context, q *memberQueue) {
 	if cur := s.queues[node.Ed25519]; cur != q {
 		return // member left while we were sending
 	}
-	// Messages delivered in full blobs were the first `sent` live ones;
-	// expired ones are simply dropped. New entries may have arrived meanwhile.
-	if sent == len(live) {
-		q.deliveries = q.deliveries[len(deliveries):]
-	} else {
-		rest := append([]storage.Message(nil), live[sent:]...)
-		q.deliveries = append(rest, q.deliveries[len(deliveries):]...)
-	}
-	q.requests = q.requests[doneReq:]
+	q.items = q.items[done:] // entries queued meanwhile stay behind
 	if ok {
 		q.failures = 0
 		q.next = s.cfg.Now()
-		if len(q.deliveries)+len(q.requests) == 0 {
+		if len(q.items) == 0 {
 			delete(s.queues, node.Ed25519)
 		}
-		s.log.Info("member caught up", "member", node.String(), "delivered", sent, "requests", doneReq)
+		s.log.Info("member caught up", "member", node.String(), "delivered", delivered, "requests", requests)
 		return
 	}
 	q.failures++

@@ -403,7 +403,9 @@ func StorageCCBody(method string, btParams []byte) []byte {
 
 // Replicate implements rpc.Swarm: forward to every other member at once,
 // 5 s each; members that cannot be reached (or are not ready) get the
-// request queued for retry.
+// request queued for retry, and while a member has a queue, requests for it
+// join the queue at once (in order, and without waiting out a timeout on
+// every write while a board is unplugged).
 func (s *Swarm) Replicate(ctx context.Context, method string, btParams []byte) []rpc.MemberReply {
 	others := s.others()
 	if len(others) == 0 {
@@ -413,6 +415,13 @@ func (s *Swarm) Replicate(ctx context.Context, method string, btParams []byte) [
 	out := make([]rpc.MemberReply, len(others))
 	var wg sync.WaitGroup
 	for i, m := range others {
+		if n := s.backlog(m); n > 0 {
+			// Join the backlog: overtaking it could apply a delete before
+			// the store it deletes. The retry loop sends it in order.
+			s.enqueue(m, method, btParams)
+			out[i] = rpc.MemberReply{Node: m, Err: errBacklog(n)}
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

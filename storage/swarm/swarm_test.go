@@ -643,3 +643,57 @@ func TestDumpResumesAfterFailure(t *testing.T) {
 	}
 	t.Logf("%d messages received in %d calls for %d stored (batch ≈ %d)", received, calls, count, perBatch)
 }
+
+// While a member has a backlog, later requests queue behind it (no live
+// call that could overtake), and the member receives everything in order.
+func TestQueuedRequestsKeepOrder(t *testing.T) {
+	n := newNet(t)
+	a, b := n.add(0), n.add(1)
+	var mu sync.Mutex
+	var seen []string
+	b.ep.Handle(peer.CmdData, func(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
+		ms, _ := DecodeBlob(body)
+		mu.Lock()
+		for range ms {
+			seen = append(seen, "data")
+		}
+		mu.Unlock()
+		return b.sw.HandleData(ctx, from, body)
+	})
+	b.ep.Handle(peer.CmdStorageCC, func(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
+		v, _ := bencode.Unmarshal(body)
+		l, _ := v.([]any)
+		mu.Lock()
+		seen = append(seen, "cc:"+string(l[0].([]byte)))
+		mu.Unlock()
+		return peer.Reply{Status: 200, Body: bencode.MustMarshal(map[string]any{})}
+	})
+	n.publish(map[*tnode]uint64{a: 9, b: 9})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snap, _, _ := n.src.Fetch(ctx)
+	a.sw.Apply(snap)
+	b.sw.Apply(snap)
+
+	n.net.SetDown(b.node.Ed25519, true)
+	m := msg(accountAt(9, 1), 1)
+	if r := a.sw.Replicate(ctx, "store", storeParams(m)); r[0].Err == nil {
+		t.Fatal("store to a down member did not fail")
+	}
+	n.net.SetDown(b.node.Ed25519, false)
+	del := bencode.MustMarshal(map[string]any{"pubkey": m.Owner.Bytes(), "messages": []string{m.Hash}})
+	r := a.sw.Replicate(ctx, "delete", del)
+	if r[0].Err == nil {
+		t.Fatal("delete overtook the queued store with a live call")
+	}
+	if q := a.sw.Queued()[b.node.Ed25519Hex()]; q != 2 {
+		t.Fatalf("queue for b = %d, want 2", q)
+	}
+	go a.sw.maintain(ctx)
+	eventually(t, "queue drains", func() bool { return len(a.sw.Queued()) == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 || seen[0] != "data" || seen[1] != "cc:delete" {
+		t.Fatalf("member received %v, want [data cc:delete]", seen)
+	}
+}
