@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snodebox/snodebox/netstack/bencode"
 	"github.com/snodebox/snodebox/netstack/identity"
 	"github.com/snodebox/snodebox/netstack/peer"
 	"github.com/snodebox/snodebox/netstack/registry"
@@ -204,3 +205,23 @@ func jsonOf(t testing.TB, v any) string {
 }
 
 var nsAll = storage.NSFilter{All: true}
+
+// bencodeStore turns unsigned JSON store params into the forwarded bt form.
+func bencodeStore(t testing.TB, p map[string]any) []byte {
+	t.Helper()
+	req, err := parseStore(&params{j: rawParams(t, p)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bencode.MustMarshal(req.(*storeReq).btParams())
+}
+
+func rawParams(t testing.TB, p map[string]any) map[string]json.RawMessage {
+	t.Helper()
+	b, _ := json.Marshal(p)
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snodebox/snodebox/netstack/registry"
+	"github.com/snodebox/snodebox/storage"
 	"github.com/snodebox/snodebox/storage/rpcclient"
 )
 
@@ -224,5 +226,36 @@ func TestLimiterTable(t *testing.T) {
 	}
 	if !newLimiter(RateLimit{Disabled: true}).allow(a, t0) {
 		t.Fatal("disabled limiter refused")
+	}
+}
+
+// panicSwarm stands for a bug anywhere below the RPC layer.
+type panicSwarm struct{ *fakeSwarm }
+
+func (p *panicSwarm) Lookup(storage.Account) (uint64, []registry.Node, bool) {
+	panic("lookup exploded")
+}
+
+// A panic below the handler is answered 500 "request failed" and logged;
+// the node keeps serving.
+func TestPanicIsContained(t *testing.T) {
+	n := newTestNode(t, 1)
+	n.srv.cfg.Swarm = &panicSwarm{n.swarm}
+	u := sessionSigner(t, 7)
+	body := rpcclient.Body("retrieve", u.Retrieve(rpcclient.RetrieveArgs{Timestamp: testNow}))
+	if status, out, isJSON := n.srv.Invoke(context.Background(), body); status != 500 || string(out) != "request failed" || isJSON {
+		t.Fatalf("Invoke: %d %s", status, out)
+	}
+	ts, c := tlsServer(t, n)
+	for i := 0; i < 2; i++ {
+		resp, text := post(t, c, ts.URL, body, nil)
+		if resp.StatusCode != 500 || text != "request failed" {
+			t.Fatalf("HTTP #%d: %d %s", i, resp.StatusCode, text)
+		}
+	}
+	p := rpcclient.StoreUnsigned(u.Pubkey(), rpcclient.StoreArgs{Data: []byte("x"), Timestamp: testNow, TTL: day})
+	rep := n.srv.HandleStorageCC(context.Background(), nil, storageCC("store", bencodeStore(t, p)))
+	if rep.Status != 500 || string(rep.Body) != "request failed" {
+		t.Fatalf("storage_cc: %d %s", rep.Status, rep.Body)
 	}
 }
