@@ -27,6 +27,9 @@ type HardwareConfig struct {
 	LED LEDDriver
 	// Console gets "snodebox: led STATE" on every LED change (nil: none).
 	Console io.Writer
+	// Button is a button on a GPIO line (nil: buttons come from evdev only).
+	Button          InputLine
+	ButtonActiveLow bool
 	// Watchdog is the watchdog device ("" = Root.Dev/watchdog).
 	Watchdog string
 	// ScanFor is how long after start new input devices are looked for
@@ -43,7 +46,9 @@ type Hardware struct {
 	mu      sync.Mutex
 	led     LEDState
 	actions chan Action
+	keys    *keyHandler
 	input   *inputWatcher
+	button  *gpioButton
 }
 
 // NewHardware starts a board on real devices.
@@ -59,8 +64,15 @@ func NewHardware(cfg HardwareConfig) *Hardware {
 	}
 	h := &Hardware{cfg: cfg, log: cfg.Log, actions: make(chan Action, 16)}
 	h.led = -1 // so the first SetLED always shows
-	h.input = newInputWatcher(cfg.Root, h.emit, cfg.Log)
+	// gpio-keys debounces in the kernel (debounce-interval) and GPIO lines
+	// are settled before reading, so edges reaching the decoder are clean; a
+	// second debounce would only eat quick taps. One decoder for all inputs.
+	h.keys = &keyHandler{gestures: &Gestures{Clock: time.Now}, emit: h.emit}
+	h.input = newInputWatcher(cfg.Root, h.keys, cfg.Log)
 	go h.input.run(cfg.ScanFor)
+	if cfg.Button != nil {
+		h.button = startGPIOButton(cfg.Button, cfg.ButtonActiveLow, h.keys)
+	}
 	return h
 }
 
@@ -129,6 +141,9 @@ func (h *Hardware) Temperature() (float64, bool) { return ReadTemperature(h.cfg.
 
 func (h *Hardware) Close() error {
 	h.input.close()
+	if h.button != nil {
+		h.button.close()
+	}
 	if h.cfg.LED != nil {
 		return h.cfg.LED.Close()
 	}
@@ -137,25 +152,20 @@ func (h *Hardware) Close() error {
 
 // inputWatcher finds button and power-key devices and reads them.
 type inputWatcher struct {
-	root  Root
-	keys  *keyHandler
-	log   *slog.Logger
-	mu    sync.Mutex
-	open  map[string]*os.File
-	stop  chan struct{}
-	once  sync.Once
-	wg    sync.WaitGroup
-	found chan struct{} // closed when the first device is opened (tests wait on it)
-	fOnce sync.Once
+	root Root
+	keys *keyHandler
+	log  *slog.Logger
+	mu   sync.Mutex
+	open map[string]*os.File
+	stop chan struct{}
+	once sync.Once
+	wg   sync.WaitGroup
 }
 
-func newInputWatcher(r Root, emit func(Action), log *slog.Logger) *inputWatcher {
+func newInputWatcher(r Root, keys *keyHandler, log *slog.Logger) *inputWatcher {
 	return &inputWatcher{
-		root: r, log: log, open: map[string]*os.File{},
-		// gpio-keys debounces in the kernel (debounce-interval), so evdev
-		// edges are clean; a second debounce would only eat quick taps.
-		keys: &keyHandler{gestures: &Gestures{Clock: time.Now}, emit: emit},
-		stop: make(chan struct{}), found: make(chan struct{}),
+		root: r, log: log, open: map[string]*os.File{}, keys: keys,
+		stop: make(chan struct{}),
 	}
 }
 
@@ -212,7 +222,6 @@ func (iw *inputWatcher) scan() {
 		iw.wg.Add(1)
 		iw.mu.Unlock()
 		iw.log.Info("input device", "dev", d.Node, "name", d.Name, "power_key", power, "button", button)
-		iw.fOnce.Do(func() { close(iw.found) })
 		go iw.read(d, f)
 	}
 }

@@ -94,6 +94,17 @@ func FindLED(sysRoot string) (string, error) {
 	return "", fmt.Errorf("no status LED (ACT or led0) under %s", filepath.Join(sysRoot, "class", "leds"))
 }
 
+func ledNamed(sysRoot, name string) (string, error) {
+	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		return "", fmt.Errorf("LED name %q", name)
+	}
+	d := filepath.Join(sysRoot, "class", "leds", name)
+	if _, err := os.Stat(filepath.Join(d, "brightness")); err != nil {
+		return "", fmt.Errorf("LED %s: %w", name, err)
+	}
+	return d, nil
+}
+
 // OpenSysfsLED reads the LED's max_brightness and the triggers its kernel offers.
 func OpenSysfsLED(dir string) (*SysfsLED, error) {
 	l := &SysfsLED{Dir: dir, max: 1, triggers: map[string]bool{}}
