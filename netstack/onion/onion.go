@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/snodebox/snodebox/netstack/identity"
@@ -59,6 +60,29 @@ type Handler struct {
 	edHex      string
 	proxy      *proxy
 	hopTimeout time.Duration
+	stats      counters
+}
+
+// Stats counts what the handler has done since start (for the status page).
+type Stats struct {
+	Entry   uint64 `json:"entry"`   // requests on /onion_req/v2
+	Hops    uint64 `json:"hops"`    // requests from other nodes (sn.onion_request)
+	Final   uint64 `json:"final"`   // layers that ran the storage RPC here
+	Relayed uint64 `json:"relayed"` // layers sent on to the next node
+	Proxied uint64 `json:"proxied"` // layers forwarded to HTTP servers
+	Refused uint64 `json:"refused"` // undecryptable, malformed, over-long, not ready, bad inner JSON/URL
+	Failed  uint64 `json:"failed"`  // next node or server unreachable, timed out, or busy
+}
+
+type counters struct {
+	entry, hops, final, relayed, proxied, refused, failed atomic.Uint64
+}
+
+// Stats returns the handler's counters.
+func (h *Handler) Stats() Stats {
+	c := &h.stats
+	return Stats{Entry: c.entry.Load(), Hops: c.hops.Load(), Final: c.final.Load(), Relayed: c.relayed.Load(),
+		Proxied: c.proxied.Load(), Refused: c.refused.Load(), Failed: c.failed.Load()}
 }
 
 // New makes a Handler.
@@ -82,6 +106,21 @@ type result struct {
 	status int
 	body   []byte
 	ctype  string
+	// outcome is what this node did, for Stats.
+	outcome *atomic.Uint64
+}
+
+func (h *Handler) tally(res result) {
+	if res.outcome != nil {
+		res.outcome.Add(1)
+	} else {
+		h.stats.refused.Add(1)
+	}
+}
+
+func (r result) as(outcome *atomic.Uint64) result {
+	r.outcome = outcome
+	return r
 }
 
 func plain(status int, msg string) result {
@@ -90,7 +129,9 @@ func plain(status int, msg string) result {
 
 // ServeHTTP serves POST /onion_req/v2.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.stats.entry.Add(1)
 	res := h.serveEntry(r)
+	h.tally(res)
 	if res.ctype != "" {
 		w.Header().Set("Content-Type", res.ctype)
 	}
@@ -125,7 +166,9 @@ func (h *Handler) serveEntry(r *http.Request) result {
 
 // HandlePeer serves the onion_request peer command (spec §8.6).
 func (h *Handler) HandlePeer(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
+	h.stats.hops.Add(1)
 	res := h.handlePeer(ctx, body)
+	h.tally(res)
 	return peer.Reply{Status: res.status, Body: res.body}
 }
 
@@ -174,18 +217,22 @@ func (h *Handler) process(ctx context.Context, req onionreq.Request) result {
 			wire = onionreq.ErrInvalidURL
 		}
 		h.cfg.Logger.Debug("bad onion layer", "err", err)
-		return h.sealed(c, http.StatusBadRequest, mustJSON(wire.Error()), true)
+		return h.sealed(c, http.StatusBadRequest, mustJSON(wire.Error()), true).as(&h.stats.refused)
 	}
 	switch in.Kind {
 	case onionreq.Final:
-		return h.final(ctx, c, in)
+		return h.final(ctx, c, in).as(&h.stats.final)
 	case onionreq.Server:
 		u, err := in.URL()
 		if err != nil {
 			h.cfg.Logger.Debug("refused onion proxy url", "err", err)
-			return h.sealed(c, http.StatusBadRequest, mustJSON(onionreq.ErrInvalidURL.Error()), true)
+			return h.sealed(c, http.StatusBadRequest, mustJSON(onionreq.ErrInvalidURL.Error()), true).as(&h.stats.refused)
 		}
-		return h.proxy.do(ctx, u, in.Plaintext, h.cfg.Logger)
+		res, ok := h.proxy.do(ctx, u, in.Plaintext, h.cfg.Logger)
+		if !ok {
+			return res.as(&h.stats.failed)
+		}
+		return res.as(&h.stats.proxied)
 	default:
 		return h.relay(ctx, req.HopNo, in, full)
 	}
@@ -237,11 +284,11 @@ func mustJSON(s string) json.RawMessage {
 func (h *Handler) relay(ctx context.Context, hopNo int, in onionreq.Inner, full []byte) result {
 	destHex := hex.EncodeToString(in.Destination[:])
 	if h.cfg.Lookup == nil || h.cfg.Transport == nil {
-		return plain(http.StatusBadGateway, "Next node not found: "+destHex)
+		return plain(http.StatusBadGateway, "Next node not found: "+destHex).as(&h.stats.failed)
 	}
 	next, ok := h.cfg.Lookup(in.Destination)
 	if !ok {
-		return plain(http.StatusBadGateway, "Next node not found: "+destHex)
+		return plain(http.StatusBadGateway, "Next node not found: "+destHex).as(&h.stats.failed)
 	}
 	body := onionreq.RelayBody(full, in, hopNo+1)
 	ctx, cancel := context.WithTimeout(ctx, h.hopTimeout)
@@ -249,10 +296,10 @@ func (h *Handler) relay(ctx context.Context, hopNo int, in onionreq.Inner, full 
 	reply, err := h.cfg.Transport.Call(ctx, next, peer.CmdOnionRequest, body)
 	switch {
 	case errors.Is(err, peer.ErrTimeout):
-		return plain(http.StatusGatewayTimeout, "Request time out")
+		return plain(http.StatusGatewayTimeout, "Request time out").as(&h.stats.failed)
 	case err != nil:
 		h.cfg.Logger.Debug("onion next hop unreachable", "next", next.String(), "err", err)
-		return plain(http.StatusBadGateway, "Next node is currently unreachable: "+destHex)
+		return plain(http.StatusBadGateway, "Next node is currently unreachable: "+destHex).as(&h.stats.failed)
 	}
-	return result{status: reply.Status, body: reply.Body}
+	return result{status: reply.Status, body: reply.Body, outcome: &h.stats.relayed}
 }

@@ -525,3 +525,26 @@ func TestRelayTimeout(t *testing.T) {
 		t.Fatalf("%d %q, want 504", status, out)
 	}
 }
+
+// Stats say what each node did with the requests it saw.
+func TestStats(t *testing.T) {
+	tn := newNet(t, 3, nil)
+	body, _ := build(t, tn.path(0, 1, 2), onionSpec{enc: onionreq.AESGCM, payload: []byte(`{"method":"info"}`), tamperAt: -1})
+	tn.post(0, body)
+	body, _ = build(t, tn.path(0, 1, 2), onionSpec{enc: onionreq.AESGCM, payload: []byte(`{}`), tamperAt: 2})
+	tn.post(0, body)
+	tn.post(0, []byte("junk"))
+	ghost := tn.nodes[2].rec
+	ghost.Ed25519[0] ^= 1
+	body, _ = build(t, []registry.Node{tn.nodes[0].rec, ghost}, onionSpec{enc: onionreq.AESGCM, payload: []byte(`{}`), tamperAt: -1})
+	tn.post(0, body)
+	for i, want := range []onion.Stats{
+		{Entry: 4, Relayed: 2, Refused: 1, Failed: 1},
+		{Hops: 2, Relayed: 2},
+		{Hops: 2, Final: 1, Refused: 1},
+	} {
+		if got := tn.nodes[i].h.Stats(); got != want {
+			t.Errorf("node %d stats %+v, want %+v", i, got, want)
+		}
+	}
+}

@@ -92,34 +92,35 @@ func PublicAddr(ip netip.Addr) bool {
 	return true
 }
 
-// do POSTs the layer's whole plaintext to url and relays status and body.
-func (p *proxy) do(ctx context.Context, url string, payload []byte, log *slog.Logger) result {
+// do POSTs the layer's whole plaintext to url and relays status and body;
+// ok is false when the server was not reached or its answer was refused.
+func (p *proxy) do(ctx context.Context, url string, payload []byte, log *slog.Logger) (res result, ok bool) {
 	select {
 	case p.slots <- struct{}{}:
 		defer func() { <-p.slots }()
 	default:
-		return plain(http.StatusServiceUnavailable, "Too many proxy requests in flight")
+		return plain(http.StatusServiceUnavailable, "Too many proxy requests in flight"), false
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
 	if err != nil {
-		return plain(http.StatusBadGateway, "Failed to reach server")
+		return plain(http.StatusBadGateway, "Failed to reach server"), false
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return p.failed(ctx, url, err, log)
+		return p.failed(ctx, url, err, log), false
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxProxyReply+1))
 	if err != nil {
-		return p.failed(ctx, url, err, log)
+		return p.failed(ctx, url, err, log), false
 	}
 	if len(body) > MaxProxyReply {
-		return plain(http.StatusBadGateway, "Server response too large")
+		return plain(http.StatusBadGateway, "Server response too large"), false
 	}
-	return result{status: resp.StatusCode, body: body, ctype: resp.Header.Get("Content-Type")}
+	return result{status: resp.StatusCode, body: body, ctype: resp.Header.Get("Content-Type")}, true
 }
 
 func (p *proxy) failed(ctx context.Context, url string, err error, log *slog.Logger) result {
