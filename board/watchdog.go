@@ -13,9 +13,9 @@ import (
 
 // Watchdog ioctls (include/uapi/linux/watchdog.h).
 const (
-	wdiocKeepalive  = 0x80045705 // _IOR('W', 5, int)
-	wdiocSetTimeout = 0xC0045706 // _IOWR('W', 6, int)
-	wdiocGetTimeout = 0x80045707 // _IOR('W', 7, int)
+	wdiocKeepalive  uint = 0x80045705 // _IOR('W', 5, int)
+	wdiocSetTimeout uint = 0xC0045706 // _IOWR('W', 6, int)
+	wdiocGetTimeout uint = 0x80045707 // _IOR('W', 7, int)
 )
 
 // WatchdogTimeout is what we ask for: bcm2835's maximum is about 16 s, and
