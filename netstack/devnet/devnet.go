@@ -227,6 +227,24 @@ func (d *Devnet) Add(ctx context.Context) (int, error) {
 	return i, d.WaitReady(ctx)
 }
 
+// Restart starts node i again (after Kill) with its data directory, and
+// waits until the devnet has settled.
+func (d *Devnet) Restart(ctx context.Context, i int) error {
+	d.mu.Lock()
+	p := d.nodes[i]
+	d.mu.Unlock()
+	if p != nil && !p.killed {
+		return fmt.Errorf("node %d is running", i)
+	}
+	if d.ns != nil {
+		ip("netns", "del", d.ns.name(i)) // start() recreates it
+	}
+	if _, err := d.start(i); err != nil {
+		return err
+	}
+	return d.WaitReady(ctx)
+}
+
 // Kill stops node i abruptly (SIGKILL), as a power cut would.
 func (d *Devnet) Kill(i int) error {
 	d.mu.Lock()

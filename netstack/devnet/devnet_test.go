@@ -284,11 +284,23 @@ func runScenario(t *testing.T, opts Options) {
 		}
 	}
 
-	// Add nodes until a new swarm forms; messages that now map to it are
-	// retrievable from its members, and other nodes answer 421.
-	if err := d.WaitReady(ctx); err != nil { // the registry drops the dead node
+	// The killed node comes back and catches up on what it missed (queued
+	// forwards and the dumps it asks for on start).
+	if err := d.Restart(ctx, victim); err != nil {
 		t.Fatal(err)
 	}
+	for _, m := range msgs {
+		settle(t, "restarted node catches up", func() error {
+			_, got, err := retrieve(ctx, url(victim), m.u)
+			if err != nil || !got[m.hash] {
+				return fmt.Errorf("message %s missing on the restarted node (err %v)", m.hash, err)
+			}
+			return nil
+		})
+	}
+
+	// Add nodes until a new swarm forms; messages that now map to it are
+	// retrievable from its members, and other nodes answer 421.
 	for len(swarmIDs(t, d)) < 2 {
 		if _, err := d.Add(ctx); err != nil {
 			t.Fatal(err)
