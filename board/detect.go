@@ -1,6 +1,7 @@
 package board
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -58,7 +59,11 @@ func detect(r Root, log *slog.Logger, opt Options,
 	}
 	switch info.Name {
 	case "rpi3", "rpi4":
-		cfg.LED = piLED(r, opt, log, openLED)
+		var err error
+		if cfg.LED, err = piLED(r, opt, log, openLED); err != nil {
+			log.Warn("status LED not found yet; LED states go to the console until it appears", "err", err)
+			cfg.FindLED = func() (LEDDriver, error) { return piLED(r, opt, log, openLED) }
+		}
 		if opt.ButtonGPIO >= 0 && openButton != nil {
 			if line, err := openButton(opt.ButtonGPIO, opt.ButtonActiveLow); err != nil {
 				log.Warn("button GPIO unusable; buttons from gpio-keys only", "gpio", opt.ButtonGPIO, "err", err)
@@ -78,7 +83,7 @@ func detect(r Root, log *slog.Logger, opt Options,
 	}
 }
 
-func piLED(r Root, opt Options, log *slog.Logger, openLED func(int) (*SoftLED, error)) LEDDriver {
+func piLED(r Root, opt Options, log *slog.Logger, openLED func(int) (*SoftLED, error)) (LEDDriver, error) {
 	dir, err := FindLED(r.Sys)
 	if opt.LED != "" {
 		dir, err = ledNamed(r.Sys, opt.LED)
@@ -88,7 +93,7 @@ func piLED(r Root, opt Options, log *slog.Logger, openLED func(int) (*SoftLED, e
 		if oerr == nil {
 			log.Info("status LED", "dir", dir, "pattern_trigger", led.HasTrigger("pattern"),
 				"timer_trigger", led.HasTrigger("timer"), "oneshot_trigger", led.HasTrigger("oneshot"))
-			return led
+			return led, nil
 		}
 		err = oerr
 	}
@@ -96,10 +101,9 @@ func piLED(r Root, opt Options, log *slog.Logger, openLED func(int) (*SoftLED, e
 		led, gerr := openLED(opt.LEDGPIO)
 		if gerr == nil {
 			log.Info("status LED on GPIO", "gpio", opt.LEDGPIO)
-			return led
+			return led, nil
 		}
-		log.Warn("LED GPIO unusable", "gpio", opt.LEDGPIO, "err", gerr)
+		err = fmt.Errorf("%w; LED GPIO %d: %w", err, opt.LEDGPIO, gerr)
 	}
-	log.Warn("status LED not found; LED states go to the console only", "err", err)
-	return nil
+	return nil, err
 }

@@ -157,3 +157,35 @@ func TestDetectUnknownIsSim(t *testing.T) {
 		t.Fatalf("unknown hardware gave %T %+v", b, b.Info())
 	}
 }
+
+// PID 1 opens the board before it loads leds-gpio and the ledtrig modules:
+// the LED and its triggers must be picked up when they appear.
+func TestLateLEDAndTriggers(t *testing.T) {
+	root := t.TempDir()
+	fakeDT(t, root, []string{"raspberrypi,3-model-b"}, "Raspberry Pi 3 Model B Rev 1.2", "")
+	b := DetectAt(RootAt(root), nil, nil)
+	defer b.Close()
+	if err := b.SetLED(LEDBooting); err != nil {
+		t.Fatal(err)
+	}
+	// leds-gpio loads: ACT appears with only the built-in triggers.
+	led := filepath.Join(root, "sys", "class", "leds", "ACT")
+	mkfiles(t, led, map[string]string{"trigger": "[none] mmc0", "brightness": "0", "max_brightness": "1"})
+	b.(*Hardware).retryLED()
+	read := func(attr string) string {
+		v, _ := os.ReadFile(filepath.Join(led, attr))
+		return string(v)
+	}
+	if read("trigger") != "none" {
+		t.Fatalf("found LED not driven: trigger %q", read("trigger"))
+	}
+	b.(*Hardware).cfg.LED.(*SysfsLED).Close() // stop the software blink before swapping triggers in
+	// ledtrig-timer and ledtrig-pattern load: the next state uses them.
+	os.WriteFile(filepath.Join(led, "trigger"), []byte("[none] mmc0 timer pattern oneshot"), 0o644)
+	if err := b.SetLED(LEDSyncing); err != nil {
+		t.Fatal(err)
+	}
+	if read("trigger") != "timer" || read("delay_on") != "1000" {
+		t.Fatalf("late timer trigger unused: trigger %q delay_on %q", read("trigger"), read("delay_on"))
+	}
+}

@@ -25,6 +25,10 @@ type HardwareConfig struct {
 	// LED drives the status LED; nil: the board has none we can drive
 	// (QEMU), and Console is how the state is shown.
 	LED LEDDriver
+	// FindLED, when LED is nil, is retried at LED changes and while input
+	// devices are scanned for: leds-gpio may be a module PID 1 loads after
+	// it opened the board.
+	FindLED func() (LEDDriver, error)
 	// Console gets "snodebox: led STATE" on every LED change (nil: none).
 	Console io.Writer
 	// Button is a button on a GPIO line (nil: buttons come from evdev only).
@@ -69,6 +73,7 @@ func NewHardware(cfg HardwareConfig) *Hardware {
 	// second debounce would only eat quick taps. One decoder for all inputs.
 	h.keys = &keyHandler{gestures: &Gestures{Clock: time.Now}, emit: h.emit}
 	h.input = newInputWatcher(cfg.Root, h.keys, cfg.Log)
+	h.input.tick = h.retryLED
 	go h.input.run(cfg.ScanFor)
 	if cfg.Button != nil {
 		h.button = startGPIOButton(cfg.Button, cfg.ButtonActiveLow, h.keys)
@@ -101,12 +106,42 @@ func (h *Hardware) SetLED(s LEDState) error {
 	if h.cfg.Console != nil {
 		fmt.Fprintf(h.cfg.Console, "snodebox: led %s\n", s)
 	}
+	if h.findLEDLocked() {
+		return nil // found just now: it already shows s
+	}
 	if h.cfg.LED != nil {
 		if err := h.cfg.LED.Show(p); err != nil {
 			return fmt.Errorf("show LED %s: %w", s, err)
 		}
 	}
 	return nil
+}
+
+// findLEDLocked tries FindLED once if there is no LED yet and shows the
+// current state on what it found; it reports whether it found one.
+func (h *Hardware) findLEDLocked() bool {
+	if h.cfg.LED != nil || h.cfg.FindLED == nil {
+		return false
+	}
+	led, err := h.cfg.FindLED()
+	if err != nil || led == nil {
+		return false
+	}
+	h.cfg.LED = led
+	if h.led >= 0 {
+		p, _ := PatternFor(h.led)
+		if err := led.Show(p); err != nil {
+			h.log.Warn("show LED", "state", h.led.String(), "err", err)
+		}
+	}
+	return true
+}
+
+// retryLED is the scan loop's chance to find a late LED.
+func (h *Hardware) retryLED() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.findLEDLocked()
 }
 
 func (h *Hardware) LED() LEDState {
@@ -119,11 +154,14 @@ func (h *Hardware) LED() LEDState {
 }
 
 func (h *Hardware) Traffic() {
-	if h.cfg.LED == nil || h.LED() != LEDHealthy {
+	h.mu.Lock()
+	led, healthy := h.cfg.LED, h.led == LEDHealthy
+	h.mu.Unlock()
+	if led == nil || !healthy {
 		return
 	}
 	// Flicker is rate-limited inside and never blocks on timing.
-	h.cfg.LED.Flicker()
+	led.Flicker()
 }
 
 func (h *Hardware) Actions() <-chan Action { return h.actions }
@@ -144,8 +182,11 @@ func (h *Hardware) Close() error {
 	if h.button != nil {
 		h.button.close()
 	}
-	if h.cfg.LED != nil {
-		return h.cfg.LED.Close()
+	h.mu.Lock()
+	led := h.cfg.LED
+	h.mu.Unlock()
+	if led != nil {
+		return led.Close()
 	}
 	return nil
 }
@@ -160,6 +201,7 @@ type inputWatcher struct {
 	stop chan struct{}
 	once sync.Once
 	wg   sync.WaitGroup
+	tick func() // called at every scan (nil: nothing)
 }
 
 func newInputWatcher(r Root, keys *keyHandler, log *slog.Logger) *inputWatcher {
@@ -177,6 +219,9 @@ func (iw *inputWatcher) run(scanFor time.Duration) {
 	defer t.Stop()
 	for {
 		iw.scan()
+		if iw.tick != nil {
+			iw.tick()
+		}
 		if time.Now().After(deadline) {
 			return
 		}

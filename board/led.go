@@ -107,24 +107,42 @@ func ledNamed(sysRoot, name string) (string, error) {
 
 // OpenSysfsLED reads the LED's max_brightness and the triggers its kernel offers.
 func OpenSysfsLED(dir string) (*SysfsLED, error) {
-	l := &SysfsLED{Dir: dir, max: 1, triggers: map[string]bool{}}
+	l := &SysfsLED{Dir: dir, max: 1}
 	if b, err := os.ReadFile(filepath.Join(dir, "max_brightness")); err == nil {
 		if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && v > 0 {
 			l.max = v
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "trigger"))
-	if err != nil {
+	if err := l.readTriggers(); err != nil {
 		return nil, fmt.Errorf("open LED %s: %w", dir, err)
-	}
-	for _, t := range strings.Fields(string(b)) {
-		l.triggers[strings.Trim(t, "[]")] = true
 	}
 	return l, nil
 }
 
+// readTriggers adds the kernel's triggers to those known. Show calls it
+// again each time: ledtrig-* modules may load after the LED was opened (PID
+// 1 opens the board before it loads modules), and state changes are rare.
+// Triggers are only ever added; ours are never unloaded.
+func (l *SysfsLED) readTriggers() error {
+	b, err := os.ReadFile(filepath.Join(l.Dir, "trigger"))
+	if err != nil {
+		return err
+	}
+	if l.triggers == nil {
+		l.triggers = map[string]bool{}
+	}
+	for _, t := range strings.Fields(string(b)) {
+		l.triggers[strings.Trim(t, "[]")] = true
+	}
+	return nil
+}
+
 // HasTrigger reports whether the kernel offers a trigger for this LED.
-func (l *SysfsLED) HasTrigger(name string) bool { return l.triggers[name] }
+func (l *SysfsLED) HasTrigger(name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.triggers[name]
+}
 
 func (l *SysfsLED) write(attr, value string) error {
 	p := filepath.Join(l.Dir, attr)
@@ -181,6 +199,7 @@ func (l *SysfsLED) Show(p Pattern) error {
 	defer l.mu.Unlock()
 	l.stopSoftware()
 	l.steady, l.oneshot = false, false
+	l.readTriggers() // keeps the last list if the read fails
 	switch {
 	case p.Steady:
 		l.steady = true
