@@ -88,27 +88,29 @@ func (rt *app) boot() {
 	if err := mountBasics(); err != nil {
 		rt.log.Warn("mounts", "err", err)
 	}
-	// 2. Board and hardware watchdog.
-	rt.board = board.Detect(rt.log)
-	rt.log.Info("board", "name", rt.board.Info().Name, "model", rt.board.Info().Model)
-	rt.board.SetLED(board.LEDBooting)
-	wdErr := rt.openWatchdog()
-
-	// 4. Kernel modules in the image's order.
+	// 4. Kernel modules in the image's order (before the board: LED,
+	// button and the Pi's bcm2835_wdt watchdog are modules).
 	n, err := loadModules("/", rt.log)
 	if err != nil {
 		rt.log.Warn("modules", "err", err)
 	}
 	markers.mark("modules loaded count=%d", n)
-	if wdErr != nil {
-		// The Pi's bcm2835_wdt is a module: try again now that it is loaded.
-		if err := rt.openWatchdog(); err != nil {
-			rt.log.Info("no hardware watchdog", "err", err)
-		}
-	}
 
-	// Config: kernel command line over snodebox.toml on the boot partition.
+	// Config: kernel command line over snodebox.toml on the boot partition
+	// (its [board] section picks LED and button).
 	rt.loadConfig()
+
+	// 2. Board and hardware watchdog.
+	opt := board.DefaultOptions()
+	opt.LED, opt.LEDGPIO = rt.cfg.Board.LED, rt.cfg.Board.LEDGPIO
+	opt.ButtonGPIO, opt.ButtonActiveLow = rt.cfg.Board.ButtonGPIO, rt.cfg.Board.ButtonLowActive
+	opt.Console = lockedWriter{markers}
+	rt.board = board.DetectWith(rt.log, opt)
+	rt.log.Info("board", "name", rt.board.Info().Name, "model", rt.board.Info().Model)
+	rt.board.SetLED(board.LEDBooting)
+	if err := rt.openWatchdog(); err != nil {
+		rt.log.Info("no hardware watchdog", "err", err)
+	}
 
 	// 5. Sysctls before links come up.
 	ram := memoryUsage().TotalBytes

@@ -20,7 +20,9 @@ import (
 	"github.com/snodebox/snodebox/storage/rpc"
 )
 
-func freePort(t *testing.T) string {
+func freePort(t *testing.T) string { return freePortTB(t) }
+
+func freePortTB(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
