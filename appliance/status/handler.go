@@ -1,15 +1,17 @@
 package status
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/snodebox/snodebox/board"
@@ -32,7 +34,7 @@ const MaxHold = 2 * time.Minute
 func Handler(src Source, sim *sim.Board) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		servePage(w, src.Report(), sim != nil)
+		servePage(w, src.Report(), sim)
 	})
 	mux.HandleFunc("GET /status.json", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, src.Report())
@@ -113,23 +115,28 @@ func button(w http.ResponseWriter, r *http.Request, b *sim.Board) {
 
 func readButton(r *http.Request) (ButtonRequest, bool, error) {
 	var req ButtonRequest
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	form := ct == "application/x-www-form-urlencoded"
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4096))
+	if err != nil {
+		return req, false, fmt.Errorf("read body: %w", err)
+	}
+	// JSON whatever the Content-Type says (curl -d sends JSON as a form);
+	// the page's no-JavaScript forms send hold_ms=N or power=true.
+	form := !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))
 	if form {
-		r.Body = http.MaxBytesReader(nil, r.Body, 4096)
-		if err := r.ParseForm(); err != nil {
+		vals, err := url.ParseQuery(string(body))
+		if err != nil {
 			return req, form, fmt.Errorf("read form: %w", err)
 		}
-		req.Power = r.PostForm.Get("power") == "true"
-		if v := r.PostForm.Get("hold_ms"); v != "" {
-			var ms int64
-			if _, err := fmt.Sscan(v, &ms); err != nil {
+		req.Power = vals.Get("power") == "true"
+		if v := vals.Get("hold_ms"); v != "" {
+			ms, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
 				return req, form, fmt.Errorf("hold_ms %q is not a number", v)
 			}
 			req.HoldMS = &ms
 		}
 	} else {
-		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
 			return req, form, fmt.Errorf(`body must be {"hold_ms": N} or {"power": true}: %w`, err)

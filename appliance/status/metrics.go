@@ -97,7 +97,7 @@ func (m *metricWriter) sample(name string, v float64, labels ...string) {
 		m.w.WriteByte('}')
 	}
 	m.w.WriteByte(' ')
-	m.w.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
+	m.w.WriteString(strconv.FormatFloat(v, 'f', -1, 64))
 	m.w.WriteByte('\n')
 }
 

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/snodebox/snodebox/board/sim"
 )
 
 //go:embed page.html
@@ -33,6 +35,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 type pageData struct {
 	Report
 	Sim     bool
+	Armed   bool // simulated board: a factory reset waits for its confirming press
 	Now     time.Time
 	Members []memberRow
 }
@@ -62,9 +65,13 @@ func members(r Report) []memberRow {
 	return out
 }
 
-func servePage(w http.ResponseWriter, r Report, sim bool) {
+func servePage(w http.ResponseWriter, r Report, sim *sim.Board) {
+	d := pageData{Report: r, Sim: sim != nil, Now: time.Now(), Members: members(r)}
+	if sim != nil {
+		d.Armed = sim.FactoryResetArmed()
+	}
 	var buf bytes.Buffer
-	if err := pageTmpl.Execute(&buf, pageData{Report: r, Sim: sim, Now: time.Now(), Members: members(r)}); err != nil {
+	if err := pageTmpl.Execute(&buf, d); err != nil {
 		slog.Error("render status page", "err", err)
 		http.Error(w, "render status page: "+err.Error(), http.StatusInternalServerError)
 		return

@@ -163,10 +163,17 @@ func TestSimButtonAPI(t *testing.T) {
 		{`{"hold_ms": 300}`, "status", false},
 		{`{"hold_ms": 5000}`, "reboot", false},
 		{`{"hold_ms": 15000}`, "", true},
+		{"page", "", true},
 		{`{"hold_ms": 100}`, "factory-reset", false},
 		{`{"power": true}`, "power-off", false},
 	}
 	for _, s := range steps {
+		if s.body == "page" {
+			if !strings.Contains(get(t, h, "/").Body.String(), `id="reset-armed"`) {
+				t.Fatal("page does not say the factory reset is armed")
+			}
+			continue
+		}
 		rec := post(t, h, "application/json", s.body)
 		if rec.Code != 200 {
 			t.Fatalf("%s: %d %s", s.body, rec.Code, rec.Body)
@@ -190,6 +197,13 @@ func TestSimButtonAPI(t *testing.T) {
 	if a := <-b.Actions(); a != board.ActionStatus {
 		t.Fatalf("form press delivered %v", a)
 	}
+
+	// curl -d '{"hold_ms": 300}' sends JSON labelled as a form.
+	rec = post(t, h, "application/x-www-form-urlencoded", `{"hold_ms": 300}`)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"action": "status"`) {
+		t.Fatalf("JSON sent as a form: %d %s", rec.Code, rec.Body)
+	}
+	<-b.Actions()
 
 	for _, bad := range []string{``, `{}`, `{"hold_ms": -1}`, `{"hold_ms": 999999999}`, `{"hold_ms": "x"}`,
 		`{"hold_ms": 1, "power": true}`, `{"press": 1}`, `[`} {
