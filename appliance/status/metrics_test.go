@@ -240,10 +240,10 @@ func TestMetricsParseAndCarryTheReport(t *testing.T) {
 
 func TestExpositionCheckerCatchesMistakes(t *testing.T) {
 	for _, bad := range []string{
-		"snodebox_x 1",                                      // no newline at end
-		"snodebox_x 1\n",                                    // no TYPE
+		"snodebox_x 1",   // no newline at end
+		"snodebox_x 1\n", // no TYPE
 		"# TYPE snodebox_x gauge\nsnodebox_x{a=\"\\q\"} 1\n", // bad escape
-		"# TYPE snodebox_x gauge\nsnodebox_x one\n",         // bad value
+		"# TYPE snodebox_x gauge\nsnodebox_x one\n",          // bad value
 		"# TYPE snodebox_x gauge\nsnodebox_x 1\nsnodebox_x 2\n",
 		"# TYPE snodebox_x gauge\nsnodebox_x 1\n# TYPE snodebox_y gauge\nsnodebox_y 1\nsnodebox_x 3\n",
 	} {
