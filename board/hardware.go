@@ -82,7 +82,7 @@ func NewHardware(cfg HardwareConfig) *Hardware {
 }
 
 func (h *Hardware) emit(a Action) {
-	h.log.Info("button", "action", a.String())
+	h.log.Debug("button", "action", a.String()) // PID 1 logs what it does with it
 	select {
 	case h.actions <- a:
 	default:
