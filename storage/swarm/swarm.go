@@ -252,17 +252,24 @@ func (s *Swarm) Apply(snap registry.Snapshot) {
 		wasMember[m.Ed25519] = true
 	}
 	s.qmu.Lock()
-	for _, m := range members {
-		if m.Ed25519 == self {
-			continue
-		}
-		switch {
-		case first || newID != oldID:
-			// We (re)joined this swarm: ask everyone for their copy.
+	if first && newID != registry.NoSwarm {
+		// (Re)started inside a swarm: we may have missed writes while down.
+		for _, m := range copySources(members, self) {
 			s.asks[m.Ed25519] = &handshake{node: m, next: now}
-		case !wasMember[m.Ed25519]:
-			// A new member: owe it our copy once it agrees it is one of us.
-			s.pending[m.Ed25519] = &handshake{node: m, next: now}
+		}
+	}
+	if !first && newID == oldID {
+		for _, m := range members {
+			if m.Ed25519 == self || wasMember[m.Ed25519] {
+				continue
+			}
+			// A new member: owe it our copy once it agrees it is one of
+			// us, if we are one of those who send it.
+			for _, src := range copySources(members, m.Ed25519) {
+				if src.Ed25519 == self {
+					s.pending[m.Ed25519] = &handshake{node: m, next: now}
+				}
+			}
 		}
 	}
 	// Forget work for nodes no longer in our swarm: what they were owed is
@@ -306,6 +313,33 @@ func (s *Swarm) Apply(snap registry.Snapshot) {
 }
 
 func hexID(id uint64) string { return strconv.FormatUint(id, 16) }
+
+// copySources picks the members that send a joining (or restarted) node
+// their copy of the swarm: the two that follow it in key order. Every
+// member computes the same pair, so a newcomer gets two dumps rather than
+// one from every member (a full swarm's worth of traffic six times over on
+// a home uplink), and one lagging member cannot leave it with gaps.
+// A node that moved here from another swarm gets its copies the same way,
+// through the members that see it as new.
+func copySources(members []registry.Node, joiner [32]byte) []registry.Node {
+	idx := -1
+	for i, m := range members { // sorted by key (NewRing)
+		if m.Ed25519 == joiner {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		return nil
+	}
+	var out []registry.Node
+	for k := 1; k < len(members) && len(out) < copyFanout; k++ {
+		out = append(out, members[(idx+k)%len(members)])
+	}
+	return out
+}
+
+// copyFanout is how many members send a newcomer the swarm's messages.
+const copyFanout = 2
 
 func (s *Swarm) poke() {
 	select {

@@ -697,3 +697,22 @@ func TestQueuedRequestsKeepOrder(t *testing.T) {
 		t.Fatalf("member received %v, want [data cc:delete]", seen)
 	}
 }
+
+func TestCopySourcesAreTheNextTwoMembers(t *testing.T) {
+	var ms []registry.Node
+	for i := range 5 {
+		var n registry.Node
+		n.Ed25519[0] = byte(10 * (i + 1))
+		ms = append(ms, n)
+	}
+	got := copySources(ms, ms[3].Ed25519)
+	if len(got) != 2 || got[0].Ed25519 != ms[4].Ed25519 || got[1].Ed25519 != ms[0].Ed25519 {
+		t.Fatalf("sources of member 3: %v", got)
+	}
+	if got := copySources(ms[:2], ms[0].Ed25519); len(got) != 1 || got[0].Ed25519 != ms[1].Ed25519 {
+		t.Fatalf("two-member swarm: %v", got)
+	}
+	if got := copySources(ms, [32]byte{1}); got != nil {
+		t.Fatal("sources for a non-member")
+	}
+}
