@@ -108,7 +108,9 @@ func (rt *app) boot() {
 	rt.board = board.DetectWith(rt.log, opt)
 	rt.log.Info("board", "name", rt.board.Info().Name, "model", rt.board.Info().Model)
 	rt.board.SetLED(board.LEDBooting)
-	if err := rt.openWatchdog(); err != nil {
+	if w := d.cmdline.Watchdog; w != nil && !*w {
+		rt.log.Warn("hardware watchdog left closed (snode.watchdog=0)")
+	} else if err := rt.openWatchdog(); err != nil {
 		rt.log.Info("no hardware watchdog", "err", err)
 	}
 

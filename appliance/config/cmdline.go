@@ -17,6 +17,7 @@ type Cmdline struct {
 	StatusPort    int      // -1 = not set (0 is a valid "no status page")
 	StatusLANOnly *bool
 	Registry      string
+	Watchdog      *bool    // snode.watchdog=0 keeps /dev/watchdog closed (QEMU raspi3b resets at once when it is opened)
 	Slot          string   // snode.slot: the A/B slot U-Boot booted (shown on the status page)
 	Unknown       []string // snode.* keys we do not know (logged, not fatal)
 }
@@ -84,6 +85,13 @@ func ParseCmdline(s string) (Cmdline, error) {
 				continue
 			}
 			c.Registry = v
+		case "snode.watchdog":
+			b, err := strconv.ParseBool(v)
+			if err != nil || !hasV {
+				errs = append(errs, fmt.Sprintf("snode.watchdog=%q: want 0 or 1", v))
+				continue
+			}
+			c.Watchdog = &b
 		case "snode.slot":
 			c.Slot = v
 		default:

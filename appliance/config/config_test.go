@@ -139,6 +139,7 @@ func TestCmdline(t *testing.T) {
 		{line: "snode.data=LABEL=snode-data snode.ntp= snode.status_lan_only=1\n",
 			want: Cmdline{Data: "LABEL=snode-data", NTPSet: true, StatusPort: -1, StatusLANOnly: &yes}},
 		{line: `snode.data="/dev/mmcblk0p4" snode.future=1`, want: Cmdline{Data: "/dev/mmcblk0p4", StatusPort: -1, Unknown: []string{"snode.future"}}},
+		{line: "snode.watchdog=0 snode.slot=b", want: Cmdline{StatusPort: -1, Watchdog: &no, Slot: "b"}},
 		{line: "snode.rpc_port=99999", want: Cmdline{StatusPort: -1}, wantErr: "snode.rpc_port"},
 		{line: "snode.registry=bogus", want: Cmdline{StatusPort: -1}, wantErr: "snode.registry"},
 	}
