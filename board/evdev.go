@@ -160,6 +160,7 @@ type keyHandler struct {
 	mu       sync.Mutex // devices are read concurrently, the decoder is one
 	gestures *Gestures
 	emit     func(Action)
+	feedback *feedback // LED hints while held; nil: none
 }
 
 func (h *keyHandler) handle(ev InputEvent) {
@@ -177,8 +178,15 @@ func (h *keyHandler) handle(ev InputEvent) {
 	switch ev.Value {
 	case KeyPressed:
 		h.gestures.Press()
+		if h.feedback != nil {
+			h.feedback.pressed()
+		}
 	case KeyReleased:
-		if a, ok := h.gestures.Release(); ok {
+		a, ok := h.gestures.Release()
+		if h.feedback != nil {
+			h.feedback.released(h.gestures.Armed())
+		}
+		if ok {
 			h.emit(a)
 		}
 	}

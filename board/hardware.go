@@ -49,6 +49,7 @@ type Hardware struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	led     LEDState
+	overlay *Pattern // button-hold hint shown instead of the state
 	actions chan Action
 	keys    *keyHandler
 	input   *inputWatcher
@@ -71,7 +72,7 @@ func NewHardware(cfg HardwareConfig) *Hardware {
 	// gpio-keys debounces in the kernel (debounce-interval) and GPIO lines
 	// are settled before reading, so edges reaching the decoder are clean; a
 	// second debounce would only eat quick taps. One decoder for all inputs.
-	h.keys = &keyHandler{gestures: &Gestures{Clock: time.Now}, emit: h.emit}
+	h.keys = &keyHandler{gestures: &Gestures{Clock: time.Now}, emit: h.emit, feedback: newFeedback(h.showOverlay)}
 	h.input = newInputWatcher(cfg.Root, h.keys, cfg.Log)
 	h.input.tick = h.retryLED
 	go h.input.run(cfg.ScanFor)
@@ -109,7 +110,7 @@ func (h *Hardware) SetLED(s LEDState) error {
 	if h.findLEDLocked() {
 		return nil // found just now: it already shows s
 	}
-	if h.cfg.LED != nil {
+	if h.cfg.LED != nil && h.overlay == nil {
 		if err := h.cfg.LED.Show(p); err != nil {
 			return fmt.Errorf("show LED %s: %w", s, err)
 		}
@@ -128,13 +129,38 @@ func (h *Hardware) findLEDLocked() bool {
 		return false
 	}
 	h.cfg.LED = led
-	if h.led >= 0 {
+	if h.overlay != nil {
+		if err := led.Show(*h.overlay); err != nil {
+			h.log.Warn("show LED", "err", err)
+		}
+	} else if h.led >= 0 {
 		p, _ := PatternFor(h.led)
 		if err := led.Show(p); err != nil {
 			h.log.Warn("show LED", "state", h.led.String(), "err", err)
 		}
 	}
 	return true
+}
+
+// showOverlay puts a button-hold hint on the LED (nil: back to the state).
+func (h *Hardware) showOverlay(p *Pattern) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.overlay = p
+	if h.cfg.LED == nil {
+		return
+	}
+	show := p
+	if show == nil {
+		if h.led < 0 {
+			return
+		}
+		st, _ := PatternFor(h.led)
+		show = &st
+	}
+	if err := h.cfg.LED.Show(*show); err != nil {
+		h.log.Warn("show LED", "err", err)
+	}
 }
 
 // retryLED is the scan loop's chance to find a late LED.
@@ -155,7 +181,7 @@ func (h *Hardware) LED() LEDState {
 
 func (h *Hardware) Traffic() {
 	h.mu.Lock()
-	led, healthy := h.cfg.LED, h.led == LEDHealthy
+	led, healthy := h.cfg.LED, h.led == LEDHealthy && h.overlay == nil
 	h.mu.Unlock()
 	if led == nil || !healthy {
 		return
@@ -182,6 +208,7 @@ func (h *Hardware) Close() error {
 	if h.button != nil {
 		h.button.close()
 	}
+	h.keys.feedback.stop()
 	h.mu.Lock()
 	led := h.cfg.LED
 	h.mu.Unlock()
