@@ -522,6 +522,11 @@ func (rt *app) factoryReset() {
 // finish ends PID 1's life: persist the clock, sync, unmount, and
 // reboot(2). It does not return.
 func (rt *app) finish(cmd uintptr) {
+	// Stop petting: should unmounting hang on a dying card, the watchdog
+	// resets the board instead of leaving it stuck.
+	if d := rt.device; d != nil && d.watchdog != nil {
+		close(d.wdStop)
+	}
 	if rt.clock != nil {
 		if err := rt.clock.Persist(); err != nil {
 			rt.log.Warn("persist time", "err", err)
@@ -536,7 +541,6 @@ func (rt *app) finish(cmd uintptr) {
 	}
 	unix.Sync()
 	if d := rt.device; d != nil && d.watchdog != nil {
-		close(d.wdStop)
 		if cmd == unix.LINUX_REBOOT_CMD_POWER_OFF {
 			d.watchdog.Close() // magic close: powered off is not a hang
 		}
