@@ -522,6 +522,14 @@ func (rt *app) factoryReset() {
 // finish ends PID 1's life: persist the clock, sync, unmount, and
 // reboot(2). It does not return.
 func (rt *app) finish(cmd uintptr) {
+	if rt.finishing.Swap(true) {
+		// A panic during shutdown brought us back here: just reboot.
+		for {
+			unix.Sync()
+			unix.Reboot(int(cmd))
+			time.Sleep(time.Second)
+		}
+	}
 	// Stop petting: should unmounting hang on a dying card, the watchdog
 	// resets the board instead of leaving it stuck.
 	if d := rt.device; d != nil && d.watchdog != nil {

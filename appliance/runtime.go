@@ -46,9 +46,10 @@ type app struct {
 	policy  supervise.Policy
 	clock   *clock.Clock
 
-	booting atomic.Bool
-	monitor *health.Monitor
-	system  *supervise.Supervisor // status page, health, clock, link
+	booting   atomic.Bool
+	finishing atomic.Bool // PID 1 shutdown under way
+	monitor   *health.Monitor
+	system    *supervise.Supervisor // status page, health, clock, link
 
 	mu       sync.Mutex
 	node     *node.Node
