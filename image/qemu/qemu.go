@@ -123,6 +123,13 @@ func (c Config) Cmdline() string {
 		"snode.registry=self",
 	}
 	if c.Machine == "raspi3b" {
+		// QEMU models starting the BCM2835 PM watchdog as an immediate
+		// reset (hw/misc/bcm2835_powermgt.c), so the guest would die the
+		// moment PID 1 opens /dev/watchdog. Append snode.watchdog=1 to
+		// see exactly that.
+		parts = append(parts, "snode.watchdog=0")
+	}
+	if c.Machine == "raspi3b" {
 		// QEMU's bcm2835 power-management model resets the machine the
 		// moment the watchdog is started (opening /dev/watchdog), and
 		// -no-reboot then ends QEMU: keep it closed on the emulated Pi.

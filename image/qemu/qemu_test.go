@@ -33,6 +33,9 @@ func TestCmdlineFollowsTheBootContract(t *testing.T) {
 		}
 	}
 	pi := Config{Machine: "raspi3b", Append: "snode.ntp=10.0.2.3"}.Cmdline()
+	if !strings.Contains(pi, "snode.watchdog=0") || strings.Contains(virt, "snode.watchdog") {
+		t.Errorf("only raspi3b keeps the watchdog closed: virt %q, raspi3b %q", virt, pi)
+	}
 	if !strings.Contains(pi, "console=ttyS1,115200") || !strings.Contains(pi, "snode.data=/dev/mmcblk0p1") || !strings.HasSuffix(pi, "snode.ntp=10.0.2.3") {
 		t.Errorf("raspi3b cmdline %q", pi)
 	}

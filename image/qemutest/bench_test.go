@@ -28,7 +28,7 @@ func BenchmarkBoot(b *testing.B) {
 				if _, _, err := disk.Ensure(filepath.Join(state, "data.img"), 512<<20); err != nil {
 					b.Fatal(err)
 				}
-				bt := e.start(b, machine, state, bf, "bench-"+machine)
+				bt := e.start(b, machine, state, bf, "bench-"+machine, "")
 				first := bt.expect(guardMarker, "snodebox: init")
 				netUp := bt.expect(guardMarker, "snodebox: network up")
 				healthy := bt.expect(guardHealthy, "snodebox: healthy")

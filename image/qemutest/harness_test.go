@@ -155,7 +155,7 @@ type boot struct {
 
 // start boots a machine with the data disk in state and forwards the RPC
 // (guest 22021) and status page (guest 80) to free loopback ports.
-func (e *env) start(tb testing.TB, machine, state string, bf assemble.BootFiles, name string) *boot {
+func (e *env) start(tb testing.TB, machine, state string, bf assemble.BootFiles, name, appendArgs string) *boot {
 	tb.Helper()
 	bt := &boot{tb: tb, rpcPort: freePort(tb), statusPort: freePort(tb), name: name}
 	cf, err := os.Create(filepath.Join(state, name+"-console.log"))
@@ -170,6 +170,7 @@ func (e *env) start(tb testing.TB, machine, state string, bf assemble.BootFiles,
 			{HostAddr: "127.0.0.1", HostPort: bt.rpcPort, GuestPort: 22021},
 			{HostAddr: "127.0.0.1", HostPort: bt.statusPort, GuestPort: 80},
 		},
+		Append:  appendArgs,
 		Console: cf,
 	})
 	if err != nil {
