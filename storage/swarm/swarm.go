@@ -101,17 +101,19 @@ type Swarm struct {
 	kick  chan struct{}
 
 	ctxMu   sync.Mutex
-	runCtx_ context.Context
+	baseCtx context.Context
+
+	fetchFailures int // consecutive, for log pacing (poll goroutine only)
 }
 
 // runCtx is Run's context: background work (dumps) stops with the node.
 func (s *Swarm) runCtx() context.Context {
 	s.ctxMu.Lock()
 	defer s.ctxMu.Unlock()
-	if s.runCtx_ == nil {
+	if s.baseCtx == nil {
 		return context.Background()
 	}
-	return s.runCtx_
+	return s.baseCtx
 }
 
 type span struct{ lower, upper uint64 }
@@ -166,7 +168,7 @@ func (s *Swarm) Register(m peer.Mux) {
 // Run polls the registry and reacts to membership changes until ctx ends.
 func (s *Swarm) Run(ctx context.Context) error {
 	s.ctxMu.Lock()
-	s.runCtx_ = ctx
+	s.baseCtx = ctx
 	s.ctxMu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -195,14 +197,23 @@ func (s *Swarm) poll(ctx context.Context) {
 	first := !s.have && err == nil
 	s.mu.Unlock()
 	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn("registry fetch", "source", s.cfg.Source.Name(), "err", err)
+		// A registry that is down for a while must not flood the log
+		// ring: the first failure and then one in thirty.
+		if s.fetchFailures%30 == 0 && ctx.Err() == nil {
+			s.log.Warn("registry fetch", "source", s.cfg.Source.Name(), "err", err, "failures", s.fetchFailures+1)
 		}
+		s.fetchFailures++
 		// A devnet answer can carry an announce error next to a good
 		// snapshot; a changed snapshot is still news.
 		if !changed {
 			return
 		}
+	}
+	if err == nil {
+		if s.fetchFailures > 0 {
+			s.log.Info("registry reachable again", "source", s.cfg.Source.Name(), "after_failures", s.fetchFailures)
+		}
+		s.fetchFailures = 0
 	}
 	if changed || first {
 		s.Apply(snap)
