@@ -1,6 +1,7 @@
 package board
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -126,5 +127,59 @@ func TestHoldFeedbackOnTheLED(t *testing.T) {
 	h.showOverlay(nil)
 	if !<-r.ch || <-r.ch {
 		t.Fatal("syncing blink did not resume after the hint")
+	}
+}
+
+func TestCodePattern(t *testing.T) {
+	p, d, err := CodePattern(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ons int
+	var total time.Duration
+	for _, s := range p.Steps {
+		if s.On {
+			ons++
+		}
+		total += s.D
+	}
+	if ons != 3 || total != d || p.Steps[0].On || p.Steps[len(p.Steps)-1].On {
+		t.Fatalf("code 3: %d blinks over %v (said %v), steps %v", ons, total, d, p.Steps)
+	}
+	for _, bad := range []int{0, -1, MaxCode + 1} {
+		if _, _, err := CodePattern(bad); err == nil {
+			t.Errorf("code %d accepted", bad)
+		}
+	}
+}
+
+func TestBlinkCodeOnTheLED(t *testing.T) {
+	r := &recorder{ch: make(chan bool, 256)}
+	var console syncBuf
+	h := NewHardware(HardwareConfig{Info: Info{Name: "rpi3"}, Root: RootAt(t.TempDir()), LED: &SoftLED{Set: r.set}, Console: &console, ScanFor: time.Millisecond})
+	defer h.Close()
+	h.SetLED(LEDHealthy)
+	<-r.ch
+	if err := h.BlinkCode(2); err != nil {
+		t.Fatal(err)
+	}
+	// dark lead, on, off, on, off, then steady on again for healthy.
+	want := []bool{false, true, false, true, false}
+	for i, w := range want {
+		if got := <-r.ch; got != w {
+			t.Fatalf("step %d: LED %v, want %v", i, got, w)
+		}
+	}
+	for on := <-r.ch; !on; on = <-r.ch {
+		// The code's stepper may start its next (dark) round just as the
+		// overlay ends; what matters is that healthy's steady on follows.
+	}
+	if !strings.Contains(console.String(), "snodebox: led code 2\n") {
+		t.Fatalf("console %q", console.String())
+	}
+	s := NewSim()
+	s.BlinkCode(4)
+	if c := s.Codes(); len(c) != 1 || c[0] != 4 {
+		t.Fatalf("sim codes %v", c)
 	}
 }

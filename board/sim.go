@@ -22,6 +22,7 @@ type Sim struct {
 	actions  chan Action
 	gestures *Gestures
 	offset   time.Duration // virtual time added by simulated holds
+	codes    []int
 	closed   bool
 }
 
