@@ -382,6 +382,11 @@ func (rt *app) statusCode() {
 	h := rt.monitor.Check(context.Background())
 	code := int(h.LED) + 1
 	rt.log.Info("status", "code", code, "led", h.LED.String(), "healthy", h.Healthy, "reasons", h.Reasons, "warnings", h.Warnings)
+	if cb, ok := rt.board.(board.CodeBlinker); ok {
+		if err := cb.BlinkCode(code); err != nil {
+			rt.log.Warn("blink status code", "code", code, "err", err)
+		}
+	}
 	if !rt.hosted {
 		markers.mark("status code=%d led=%s healthy=%v", code, h.LED, h.Healthy)
 	}
