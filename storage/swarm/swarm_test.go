@@ -716,3 +716,37 @@ func TestCopySourcesAreTheNextTwoMembers(t *testing.T) {
 		t.Fatal("sources for a non-member")
 	}
 }
+
+// A node the registry takes out of every swarm hands all its messages to
+// the swarms that own them and keeps none.
+func TestDecommissionedNodeHandsOverEverything(t *testing.T) {
+	n := newNet(t)
+	a, b, c := n.add(0), n.add(1), n.add(2)
+	const s1, s2 = uint64(0), uint64(1) << 63
+	var msgs []storage.Message
+	for i := range 100 {
+		m := msg(accountAt(uint64(i)<<57, byte(i)), i)
+		msgs = append(msgs, m)
+		a.store.Store(context.Background(), m)
+	}
+	n.publish(map[*tnode]uint64{a: s1, b: s1, c: s2})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n.run(ctx, a, b, c)
+	eventually(t, "ready", func() bool { return a.sw.NotReady() == nil && c.sw.NotReady() == nil })
+	n.publish(map[*tnode]uint64{a: registry.NoSwarm, b: s1, c: s2})
+	eventually(t, "a hands everything over", func() bool { return a.store.Stats().Messages == 0 })
+	ids := []uint64{s1, s2}
+	for _, m := range msgs {
+		owner := c
+		if SwarmFor(ids, storage.Position(m.Owner.Key)) == s1 {
+			owner = b
+		}
+		if !has(owner.store, m) {
+			t.Fatalf("message for swarm %x missing on its member after the handover", SwarmFor(ids, storage.Position(m.Owner.Key)))
+		}
+	}
+	if r := a.sw.NotReady(); len(r) == 0 {
+		t.Fatal("a decommissioned node reports ready")
+	}
+}
