@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -91,20 +90,18 @@ func button(w http.ResponseWriter, r *http.Request, b *sim.Board) {
 		return
 	}
 	var rep ButtonReply
-	var holdMS int64
 	switch {
 	case req.Power:
 		b.PowerKey()
 		rep.Action = board.ActionPowerOff.String()
 	default:
-		holdMS = *req.HoldMS
-		if a, ok := b.Press(time.Duration(holdMS) * time.Millisecond); ok {
+		// PID 1 reads the action from the board and logs what it does.
+		if a, ok := b.Press(time.Duration(*req.HoldMS) * time.Millisecond); ok {
 			rep.Action = a.String()
 		}
 	}
 	rep.Armed = b.FactoryResetArmed()
 	rep.LED = b.LED().String()
-	slog.Info("simulated button", "power", req.Power, "hold_ms", holdMS, "action", rep.Action, "armed", rep.Armed)
 	if form {
 		// The page's no-JavaScript forms land back on the page.
 		http.Redirect(w, r, "/", http.StatusSeeOther)
