@@ -116,7 +116,7 @@ func TestVirtBootServesPowersOffAndGrowsDataDisk(t *testing.T) {
 
 // QEMU -M raspi3b with Debian's Pi 3 kernel, DTB and module closure: SD
 // card data partition, USB network and the ACT LED.
-func TestRaspi3bBootSDCardUSBNetLEDWatchdog(t *testing.T) {
+func TestRaspi3bBootSDCardUSBNetLED(t *testing.T) {
 	e := setup(t)
 	bf := e.bootFiles(t, "raspi3b")
 	state := e.freshState(t, "raspi3b")
