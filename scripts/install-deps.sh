@@ -9,6 +9,7 @@ need_pkgs=(
 	qemu-system-arm qemu-utils dosfstools mtools e2fsprogs kmod
 	device-tree-compiler u-boot-tools minisign iproute2 cpio xz-utils
 	ca-certificates curl chromium
+	debian-archive-keyring apt dpkg
 )
 
 missing=()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -155,15 +156,9 @@ func (b *Builder) Snoded(ctx context.Context) (string, error) {
 	if err := mkdirFor(out); err != nil {
 		return "", err
 	}
-	gobin := filepath.Join(os_Getenv("GOROOT"), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		if p, err := exec.LookPath("go"); err == nil {
-			gobin = p
-		} else if _, err := os.Stat("/usr/local/go/bin/go"); err == nil {
-			gobin = "/usr/local/go/bin/go"
-		} else {
-			return "", fmt.Errorf("build snoded: no go toolchain in PATH")
-		}
+	gobin, err := goTool()
+	if err != nil {
+		return "", err
 	}
 	b.progressf("image: building snoded for linux/arm64\n")
 	cmd := exec.CommandContext(ctx, gobin, "build", "-trimpath",
@@ -177,7 +172,19 @@ func (b *Builder) Snoded(ctx context.Context) (string, error) {
 	return out, nil
 }
 
-var os_Getenv = os.Getenv
+// goTool finds the go command: PATH first, then the toolchain this binary
+// was built with (tests run from `go test`), then /usr/local/go.
+func goTool() (string, error) {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{filepath.Join(runtime.GOROOT(), "bin", "go"), "/usr/local/go/bin/go"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("build snoded: no go command in PATH or /usr/local/go/bin")
+}
 
 // InitramfsStats describes a written initramfs.
 type InitramfsStats struct {
