@@ -20,7 +20,7 @@ func init() {
 
 func imageUsage() error {
 	return errors.New(`usage: snodectl image <lock|fetch|initramfs|kernel> [flags]
-  lock [--refresh]                          check (or re-resolve and rewrite) image/debian.lock
+  lock [--check|--refresh]                  print, check against the archive, or re-resolve and rewrite image/debian.lock
   fetch [--all]                             download and verify the pinned packages into build/debian
   initramfs --board B --out FILE [--snoded PATH]
   kernel --board B --out FILE [--dtb-out FILE]
@@ -61,6 +61,7 @@ func newBuilder(repo string) (*assemble.Builder, error) {
 func imageLock(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("snodectl image lock", flag.ContinueOnError)
 	refresh := fs.Bool("refresh", false, "re-resolve every package against the archive and rewrite the lock")
+	check := fs.Bool("check", false, "report pins the archive has moved past (exit 1 when any)")
 	repo := fs.String("repo", "", "repository root (default: found from the working directory)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -83,6 +84,20 @@ func imageLock(ctx context.Context, args []string) error {
 	l, err := debpkg.ReadLock(b.Paths.Lock())
 	if err != nil {
 		return err
+	}
+	if *check {
+		drift, err := b.Cache.Check(ctx, l)
+		if err != nil {
+			return err
+		}
+		for _, d := range drift {
+			fmt.Printf("%s %s: pinned %s, archive has %s %s\n", d.Pin.Role, d.Pin.Name, d.Pin.Version, d.Candidate.Name, d.Candidate.Version)
+		}
+		if len(drift) > 0 {
+			return fmt.Errorf("%d pins behind the archive: run `snodectl image lock --refresh`", len(drift))
+		}
+		fmt.Println("lock matches the archive")
+		return nil
 	}
 	os.Stdout.Write(l.Bytes())
 	return nil

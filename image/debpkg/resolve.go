@@ -181,3 +181,41 @@ func (c *Cache) resolveLibs(ctx context.Context, e2 Package, e2pin Pin) ([]Packa
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
+
+// Drift is a pin whose package the archive now offers in another version.
+type Drift struct {
+	Pin       Pin
+	Candidate Package
+}
+
+// Check compares every pin with the archive's current candidate. The kernel
+// is checked through linux-image-arm64, since a new ABI is a new package name.
+func (c *Cache) Check(ctx context.Context, l *Lock) ([]Drift, error) {
+	if err := c.Update(ctx, true); err != nil {
+		return nil, err
+	}
+	var out []Drift
+	for _, p := range l.Pins {
+		name := p.Name
+		if p.Role == RoleKernel {
+			deps, err := c.Depends(ctx, "linux-image-arm64")
+			if err != nil {
+				return nil, err
+			}
+			for _, d := range deps {
+				if strings.HasPrefix(d, "linux-image-") && strings.HasSuffix(d, "-arm64") {
+					name = d
+					break
+				}
+			}
+		}
+		cand, err := c.Show(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if cand.Name != p.Name || cand.Version != p.Version || cand.SHA256 != p.SHA256 {
+			out = append(out, Drift{Pin: p, Candidate: cand})
+		}
+	}
+	return out, nil
+}
