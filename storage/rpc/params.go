@@ -68,11 +68,30 @@ func (p *params) str(key string) (string, bool, error) {
 	if r == nil {
 		return "", false, nil
 	}
+	if s, ok := fastString(r); ok {
+		return s, true, nil
+	}
 	var s string
 	if r[0] != '"' || json.Unmarshal(r, &s) != nil {
 		return "", true, typeErr(key, "string")
 	}
 	return s, true, nil
+}
+
+// fastString reads a JSON string literal that needs no unescaping — every
+// hex key, base64 blob and hash — without another decoding pass. ok is
+// false when the literal needs the full decoder.
+func fastString(r []byte) (string, bool) {
+	if len(r) < 2 || r[0] != '"' || r[len(r)-1] != '"' {
+		return "", false
+	}
+	inner := r[1 : len(r)-1]
+	for _, c := range inner {
+		if c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			return "", false
+		}
+	}
+	return string(inner), true
 }
 
 // jsonInt parses a JSON integer literal; unsigned requires no minus sign.

@@ -132,24 +132,28 @@ func (s *Server) addMisc(m map[string]any, c *call) {
 	m["hf"] = s.hf()
 }
 
-// parseJSONRequest splits a {"method","params"} body.
+// parseJSONRequest splits a {"method","params"} body in one decoding pass
+// (extra top-level keys such as "jsonrpc" are ignored).
 func parseJSONRequest(body []byte) (string, map[string]json.RawMessage, *response) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+	var top struct {
+		Method json.RawMessage            `json:"method"`
+		Params map[string]json.RawMessage `json:"params"`
+	}
+	var paramsType *json.UnmarshalTypeError
+	if err := json.Unmarshal(body, &top); err != nil && !(errors.As(err, &paramsType) && paramsType.Field == "params") {
 		r := text(http.StatusBadRequest, "invalid json")
 		return "", nil, &r
 	}
-	var method string
-	if m, ok := top["method"]; !ok || json.Unmarshal(m, &method) != nil || !bytes.HasPrefix(bytes.TrimSpace(m), []byte(`"`)) {
+	method, ok := fastString(bytes.TrimSpace(top.Method))
+	if !ok && (json.Unmarshal(top.Method, &method) != nil || !bytes.HasPrefix(bytes.TrimSpace(top.Method), []byte(`"`))) {
 		r := text(http.StatusBadRequest, "invalid json: no `method` field")
 		return "", nil, &r
 	}
-	var ps map[string]json.RawMessage
-	if p, ok := top["params"]; !ok || json.Unmarshal(p, &ps) != nil || ps == nil {
+	if top.Params == nil || paramsType != nil {
 		r := text(http.StatusBadRequest, "invalid json: no `params` field")
 		return "", nil, &r
 	}
-	return method, ps, nil
+	return method, top.Params, nil
 }
 
 // process runs one JSON client request body (HTTP and onion paths).
