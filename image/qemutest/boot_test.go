@@ -93,6 +93,11 @@ func TestVirtBootServesPowersOffAndGrowsDataDisk(t *testing.T) {
 	if !st.Healthy || st.Board.Name != "qemu-virt" {
 		b1.fail("status.json after healthy: healthy=%v board=%q: %s", st.Healthy, st.Board.Name, raw)
 	}
+	// The filesystem fills the grown partition, not the 64 MiB it started in.
+	fs1 := st.Disk.TotalBytes
+	if fs1 < size1*8/10 {
+		b1.fail("status.json disk total %d bytes on a %d-byte disk: filesystem not grown: %s", fs1, size1, raw)
+	}
 	b1.powerOff()
 	checkMBRFills(t, img)
 
@@ -107,9 +112,10 @@ func TestVirtBootServesPowersOffAndGrowsDataDisk(t *testing.T) {
 	b2.expect(guardHealthy, "snodebox: healthy")
 	retrieveHas(b2, signer, msg)
 	st, raw = b2.status()
-	if st.Disk.TotalBytes < size1 {
-		b2.fail("status.json disk total %d bytes after growing to %d: %s", st.Disk.TotalBytes, size2, raw)
+	if st.Disk.TotalBytes < fs1+(size2-size1)*8/10 {
+		b2.fail("status.json disk total %d bytes, was %d before the disk grew by %d: filesystem not grown: %s", st.Disk.TotalBytes, fs1, size2-size1, raw)
 	}
+	t.Logf("data filesystem: %d bytes on the 512 MiB disk, %d bytes after it grew to 768 MiB", fs1, st.Disk.TotalBytes)
 	b2.powerOff()
 	checkMBRFills(t, img)
 }
