@@ -64,3 +64,21 @@ func FuzzRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastString: the shortcut for plain string literals agrees with
+// encoding/json whenever it takes a literal.
+func FuzzFastString(f *testing.F) {
+	for _, s := range []string{`"abc"`, `"a\"b"`, `"\u00e9"`, `""`, `"é"`, `"a\\"`, "\"\x01\"", `"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, lit []byte) {
+		got, ok := fastString(lit)
+		if !ok {
+			return
+		}
+		var want string
+		if err := json.Unmarshal(lit, &want); err != nil || want != got {
+			t.Fatalf("fastString(%q) = %q; encoding/json: %q, %v", lit, got, want, err)
+		}
+	})
+}

@@ -3,6 +3,7 @@ package rpc
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"net/http"
 	"sync"
@@ -465,4 +466,36 @@ func (r *ifElseReq) run(ctx context.Context, s *Server, c *call) response {
 		body["result"] = subResult(branch.run(ctx, s, c))
 	}
 	return response{http.StatusOK, body}
+}
+
+// ---- active_nodes_bin (§4.14) ----
+
+// activeNodeRecord is the size of one node in active_nodes_bin.
+const activeNodeRecord = 51
+
+type activeNodesReq struct{}
+
+func parseActiveNodes(p *params) (request, error) { return activeNodesReq{}, nil }
+
+// run answers 51 bytes per active node: ed25519 (32), swarm id (8, big
+// endian), IPv4 (4), HTTPS port (2), OMQ/QUIC port (2), version (3 bytes,
+// each capped at 255). Unknown contact info is zeros.
+func (activeNodesReq) run(ctx context.Context, s *Server, c *call) response {
+	nodes := s.cfg.Swarm.Snapshot().Nodes
+	out := make([]byte, 0, len(nodes)*activeNodeRecord)
+	for _, n := range nodes {
+		out = append(out, n.Ed25519[:]...)
+		out = binary.BigEndian.AppendUint64(out, n.SwarmID)
+		var ip [4]byte
+		if a := n.IP.Unmap(); a.Is4() {
+			ip = a.As4()
+		}
+		out = append(out, ip[:]...)
+		out = binary.BigEndian.AppendUint16(out, n.HTTPSPort)
+		out = binary.BigEndian.AppendUint16(out, n.OMQPort)
+		for _, v := range n.Version {
+			out = append(out, byte(min(v, 255)))
+		}
+	}
+	return response{http.StatusOK, binaryBody(out)}
 }

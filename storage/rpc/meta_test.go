@@ -217,3 +217,36 @@ func TestBatchReplicatesConcurrently(t *testing.T) {
 		}
 	}
 }
+
+// §4.14 active_nodes_bin: 51 bytes per node, raw over HTTPS, base64 inside
+// JSON (batch) and for the onion final destination (Invoke).
+func TestActiveNodesBin(t *testing.T) {
+	n := newTestNode(t, 1)
+	other := nodeFor(seedKeys(t, 2), 0x1234)
+	other.SwarmID = 0x0102030405060708
+	other.Version = [3]uint16{2, 300, 1}
+	noContact := nodeFor(seedKeys(t, 3), 0)
+	noContact.IP = netip.Addr{}
+	noContact.OMQPort = 0
+	n.swarm.snap.Nodes = []registry.Node{other, noContact}
+	ts, c := tlsServer(t, n)
+	resp, raw := post(t, c, ts.URL, rpcclient.Body("active_nodes_bin", nil), nil)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/octet-stream" || len(raw) != 2*51 {
+		t.Fatalf("%d %s, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(raw))
+	}
+	want := string(other.Ed25519[:]) + "\x01\x02\x03\x04\x05\x06\x07\x08" + "\x7f\x00\x00\x01" + "\x12\x34" + "\x12\x35" + "\x02\xff\x01"
+	if raw[:51] != want {
+		t.Fatalf("record %x\nwant   %x", raw[:51], want)
+	}
+	if rec := raw[51:]; rec[40:44] != "\x00\x00\x00\x00" || rec[44:48] != "\x00\x00\x00\x00" {
+		t.Fatalf("unknown contact info not zero: %x", rec)
+	}
+	status, out, isJSON := n.srv.Invoke(context.Background(), rpcclient.Body("active_nodes_bin", nil))
+	if status != 200 || isJSON || string(out) != base64.StdEncoding.EncodeToString([]byte(raw)) {
+		t.Fatalf("Invoke: %d %v %s", status, isJSON, out)
+	}
+	_, body, _ := n.do(t, "batch", rpcclient.Batch(rpcclient.Request{Method: "active_nodes_bin", Params: rpcclient.Params{}}))
+	if got := body["results"].([]any)[0].(map[string]any)["body"]; got != string(out) {
+		t.Fatalf("batch body %v", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -43,7 +44,10 @@ type response struct {
 
 func text(status int, s string) response { return response{status, s} }
 
-func (r response) isJSON() bool { _, isText := r.body.(string); return !isText }
+// binaryBody is a binary answer (active_nodes_bin): raw over HTTP, base64
+// wherever it has to travel inside JSON (batch bodies, onion responses).
+type binaryBody []byte
+
 
 func badRequest(err error) response {
 	var pe parseError
@@ -114,6 +118,7 @@ func init() {
 		"batch":                 {parse: parseBatch(false), meta: true},
 		"sequence":              {parse: parseBatch(true), meta: true},
 		"ifelse":                {parse: parseIfElse, meta: true},
+		"active_nodes_bin":      {parse: parseActiveNodes},
 	}
 }
 
@@ -202,6 +207,9 @@ func notReady(reasons []string) response {
 func encodeJSON(r response) ([]byte, bool) {
 	if s, isText := r.body.(string); isText {
 		return []byte(s), false
+	}
+	if b, isBinary := r.body.(binaryBody); isBinary {
+		return []byte(base64.StdEncoding.EncodeToString(b)), false
 	}
 	// No HTML escaping: the answer is data for Session clients, and '<',
 	// '>' and '&' should reach them as the reference writes them.
@@ -418,6 +426,13 @@ func readBody(r *http.Request) ([]byte, error) {
 }
 
 func writeResponse(w http.ResponseWriter, r response) {
+	if b, isBinary := r.body.(binaryBody); isBinary {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(r.status)
+		w.Write(b)
+		return
+	}
 	out, isJSON := encodeJSON(r)
 	if isJSON {
 		w.Header().Set("Content-Type", "application/json")
