@@ -79,14 +79,17 @@ func qemuCmd(args []string) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-
-	bf, err := b.ForQEMU(ctx, machine, *snoded, filepath.Join(stateDir, "boot"))
+	// While building, an interrupt just stops the build.
+	buildCtx, stopBuild := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	bf, err := b.ForQEMU(buildCtx, machine, *snoded, filepath.Join(stateDir, "boot"))
+	stopBuild()
 	if err != nil {
 		return err
 	}
+	// Once QEMU runs, an interrupt powers the guest off cleanly.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	diskPath := filepath.Join(stateDir, "data.img")
 	created, extended, err := disk.Ensure(diskPath, size)
 	if err != nil {
