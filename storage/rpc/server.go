@@ -48,7 +48,6 @@ func text(status int, s string) response { return response{status, s} }
 // wherever it has to travel inside JSON (batch bodies, onion responses).
 type binaryBody []byte
 
-
 func badRequest(err error) response {
 	var pe parseError
 	if errors.As(err, &pe) {
