@@ -129,12 +129,6 @@ func (c Config) Cmdline() string {
 		// see exactly that.
 		parts = append(parts, "snode.watchdog=0")
 	}
-	if c.Machine == "raspi3b" {
-		// QEMU's bcm2835 power-management model resets the machine the
-		// moment the watchdog is started (opening /dev/watchdog), and
-		// -no-reboot then ends QEMU: keep it closed on the emulated Pi.
-		parts = append(parts, "snode.watchdog=0")
-	}
 	if c.Append != "" {
 		parts = append(parts, c.Append)
 	}
