@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/snodebox/snodebox/image/mbr"
 )
 
 // blockRoots are where block devices are looked up (tests use a fake tree).
@@ -116,16 +118,16 @@ func (r blockRoots) mbrType(p partition) byte {
 		return 0
 	}
 	defer f.Close()
-	sector := make([]byte, sectorSize)
+	sector := make([]byte, mbr.SectorSize)
 	if _, err := f.ReadAt(sector, 0); err != nil {
 		return 0
 	}
-	entries, err := ParseMBR(sector)
+	entries, err := mbr.Parse(sector)
 	if err != nil {
 		return 0
 	}
 	for _, e := range entries {
-		if uint64(e.Start) == p.Start {
+		if uint64(e.StartLBA) == p.Start {
 			return e.Type
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/snodebox/snodebox/image/mbr"
 )
 
 // DataMount is where the data partition is mounted on the device.
@@ -24,6 +26,12 @@ const (
 	DataMountFlags = unix.MS_NOATIME | unix.MS_NODEV | unix.MS_NOSUID | unix.MS_NOEXEC
 	DataMountData  = "commit=60"
 )
+
+// growSlack: the data partition is the last one on the disk (contract (g));
+// on first boot, and whenever the disk got bigger, its MBR entry is made to
+// end at the end of the disk, unless less than 1 MiB (2048 sectors, the
+// alignment slack partitioners leave) would be gained.
+const growSlack = 2048
 
 // Paths of the e2fsprogs tools in the initramfs (contract (e)).
 var (
@@ -72,7 +80,7 @@ func prepareData(spec, mountpoint string, roots blockRoots, rp *reaper, log *slo
 		// Grow the partition first: formatting the final size is faster
 		// than formatting small and resizing.
 		if total, err := roots.diskSectors(p.Disk); err == nil {
-			grown, ns, err := growPartitionOnDisk(roots.dev(p.Disk), uint32(p.Start), total)
+			grown, ns, err := mbr.GrowLastOnDisk(roots.dev(p.Disk), uint32(p.Start), total, growSlack)
 			if err != nil {
 				log.Warn("grow data partition", "err", err)
 			} else if grown {
@@ -80,7 +88,7 @@ func prepareData(spec, mountpoint string, roots blockRoots, rp *reaper, log *slo
 					log.Warn("kernel did not take the new partition size; it applies after reboot", "err", err)
 				} else {
 					st.Grown = true
-					log.Info("data partition grown", "sectors", ns, "bytes", uint64(ns)*sectorSize)
+					log.Info("data partition grown", "sectors", ns, "bytes", uint64(ns)*mbr.SectorSize)
 				}
 			}
 		}
@@ -111,12 +119,12 @@ func prepareData(spec, mountpoint string, roots blockRoots, rp *reaper, log *slo
 		// (just grown, or a grow was interrupted by a power cut last time).
 		if info, _, err = probeExt(st.Dev); err == nil {
 			partBytes, err := readUint(filepath.Join(roots.SysBlock, p.Name, "size"))
-			if err == nil && info.Bytes+(1<<20) < partBytes*sectorSize {
+			if err == nil && info.Bytes+(1<<20) < partBytes*mbr.SectorSize {
 				if _, err := rp.output(resize2fsPath, st.Dev); err != nil {
 					log.Warn("grow data filesystem", "err", err)
 				} else {
 					st.Grown = true
-					log.Info("data filesystem grown", "from", info.Bytes, "to", partBytes*sectorSize)
+					log.Info("data filesystem grown", "from", info.Bytes, "to", partBytes*mbr.SectorSize)
 				}
 			}
 		}
@@ -164,7 +172,7 @@ func tellKernel(disk string, p partition, newSectors uint64) error {
 		return err
 	}
 	defer f.Close()
-	bp := blkpgPartition{Start: int64(p.Start) * sectorSize, Length: int64(newSectors) * sectorSize, Pno: int32(p.Number)}
+	bp := blkpgPartition{Start: int64(p.Start) * mbr.SectorSize, Length: int64(newSectors) * mbr.SectorSize, Pno: int32(p.Number)}
 	arg := blkpgIoctlArg{Op: blkpgResizePartition, Datalen: int32(unsafe.Sizeof(bp)), Data: uintptr(unsafe.Pointer(&bp))}
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), blkpgIoctl, uintptr(unsafe.Pointer(&arg)))
 	runtime.KeepAlive(&bp)

@@ -2,16 +2,17 @@ package appliance
 
 import (
 	"bytes"
-	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/snodebox/snodebox/image/mbr"
 )
 
 // mbrImage writes a disk image file of size bytes whose MBR holds the given
-// entries (type, start LBA, sectors), as image's QEMU runner does.
-func mbrImage(t *testing.T, path string, size int64, entries ...MBREntry) {
+// entries, as image's QEMU runner does.
+func mbrImage(t *testing.T, path string, size int64, entries ...mbr.Entry) {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
@@ -21,107 +22,12 @@ func mbrImage(t *testing.T, path string, size int64, entries ...MBREntry) {
 	if err := f.Truncate(size); err != nil {
 		t.Fatal(err)
 	}
-	sector := make([]byte, 512)
-	for i, e := range entries {
-		b := sector[446+16*i:]
-		b[4] = e.Type
-		binary.LittleEndian.PutUint32(b[8:], e.Start)
-		binary.LittleEndian.PutUint32(b[12:], e.Sectors)
-	}
-	sector[510], sector[511] = 0x55, 0xAA
-	if _, err := f.WriteAt(sector, 0); err != nil {
+	sector, err := mbr.New([4]byte{}, entries...)
+	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-func TestGrowLast(t *testing.T) {
-	const mib = 2048 // sectors
-	tests := []struct {
-		name    string
-		entries []MBREntry
-		start   uint32
-		disk    uint64
-		grown   bool
-		want    uint32
-		wantErr bool
-	}{
-		{"qemu first boot", []MBREntry{{Type: 0x83, Start: mib, Sectors: 64 * mib}}, mib, 1024 * mib, true, 1023 * mib, false},
-		{"already full", []MBREntry{{Type: 0x83, Start: mib, Sectors: 1023 * mib}}, mib, 1024 * mib, false, 1023 * mib, false},
-		{"tail under 1 MiB is slack", []MBREntry{{Type: 0x83, Start: mib, Sectors: 1023*mib - 100}}, mib, 1024 * mib, false, 1023*mib - 100, false},
-		{"pi card: data is p4 after boot and slots", []MBREntry{
-			{Index: 0, Type: 0x0c, Start: mib, Sectors: 256 * mib},
-			{Index: 1, Type: 0x83, Start: 257 * mib, Sectors: 512 * mib},
-			{Index: 2, Type: 0x83, Start: 769 * mib, Sectors: 512 * mib},
-			{Index: 3, Type: 0x83, Start: 1281 * mib, Sectors: 128 * mib}}, 1281 * mib, 30000 * mib, true, 28719 * mib, false},
-		{"not the last partition", []MBREntry{
-			{Index: 0, Type: 0x83, Start: mib, Sectors: 64 * mib},
-			{Index: 1, Type: 0x83, Start: 65 * mib, Sectors: 64 * mib}}, mib, 1024 * mib, false, 64 * mib, false},
-		{"unknown start", []MBREntry{{Type: 0x83, Start: mib, Sectors: 64 * mib}}, 4 * mib, 1024 * mib, false, 0, true},
-		{"protective GPT", []MBREntry{{Type: 0xee, Start: 1, Sectors: 0xFFFFFFFF}}, 1, 1024 * mib, false, 0, true},
-	}
-	for _, tc := range tests {
-		sector := make([]byte, 512)
-		for i, e := range tc.entries {
-			idx := e.Index
-			if idx == 0 {
-				idx = i
-			}
-			b := sector[446+16*idx:]
-			b[4] = e.Type
-			binary.LittleEndian.PutUint32(b[8:], e.Start)
-			binary.LittleEndian.PutUint32(b[12:], e.Sectors)
-		}
-		sector[510], sector[511] = 0x55, 0xAA
-		before := append([]byte(nil), sector...)
-		grown, ns, err := GrowLast(sector, tc.start, tc.disk, 2048)
-		if (err != nil) != tc.wantErr || grown != tc.grown || (!tc.wantErr && ns != tc.want) {
-			t.Errorf("%s: GrowLast = %v, %d, %v; want %v, %d, err %v", tc.name, grown, ns, err, tc.grown, tc.want, tc.wantErr)
-		}
-		if !grown && !bytes.Equal(before, sector) {
-			t.Errorf("%s: sector changed without growing", tc.name)
-		}
-		if grown {
-			// Only the size and CHS-end bytes of the one entry may change.
-			for i := range sector {
-				if sector[i] != before[i] {
-					off := i - 446
-					if off < 0 || off >= 64 || !(off%16 >= 5 && off%16 <= 7 || off%16 >= 12) {
-						t.Errorf("%s: byte %d changed", tc.name, i)
-					}
-				}
-			}
-		}
-	}
-}
-
-func TestGrowPartitionOnImageKeepsData(t *testing.T) {
-	img := filepath.Join(t.TempDir(), "data.img")
-	mbrImage(t, img, 64<<20, MBREntry{Type: 0x83, Start: 2048, Sectors: 16 << 11})
-	payload := []byte("messages that must survive the grow")
-	f, _ := os.OpenFile(img, os.O_RDWR, 0)
-	f.WriteAt(payload, 2048*512+4096)
-	f.Close()
-
-	grown, ns, err := growPartitionOnDisk(img, 2048, 64<<11)
-	if err != nil || !grown || ns != 64<<11-2048 {
-		t.Fatalf("grow = %v, %d, %v; want grown to %d sectors", grown, ns, err, 64<<11-2048)
-	}
-	b, _ := os.ReadFile(img)
-	entries, err := ParseMBR(b[:512])
-	if err != nil || len(entries) != 1 || entries[0].Sectors != ns || entries[0].Start != 2048 || entries[0].Type != 0x83 {
-		t.Fatalf("MBR after grow: %+v, %v", entries, err)
-	}
-	if !bytes.Equal(b[2048*512+4096:][:len(payload)], payload) {
-		t.Fatal("partition contents changed by the grow")
-	}
-	// A second boot on the same disk finds nothing to do...
-	if grown, _, err := growPartitionOnDisk(img, 2048, 64<<11); grown || err != nil {
-		t.Fatalf("second grow = %v, %v; want nothing to do", grown, err)
-	}
-	// ...and a bigger disk file grows again.
-	os.Truncate(img, 128<<20)
-	if grown, ns, err := growPartitionOnDisk(img, 2048, 128<<11); !grown || err != nil || ns != 128<<11-2048 {
-		t.Fatalf("grow after enlarging = %v, %d, %v", grown, ns, err)
+	if err := mbr.Write(f, sector); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -181,8 +87,8 @@ func TestFindData(t *testing.T) {
 	dir := t.TempDir()
 	diskImg := filepath.Join(dir, "disk.img")
 	mbrImage(t, diskImg, 64<<20,
-		MBREntry{Index: 0, Type: 0x0c, Start: 2048, Sectors: 8 << 11},
-		MBREntry{Index: 1, Type: 0x83, Start: 10 << 11, Sectors: 16 << 11})
+		mbr.Entry{Index: 0, Type: 0x0c, StartLBA: 2048, Sectors: 8 << 11},
+		mbr.Entry{Index: 1, Type: 0x83, StartLBA: 10 << 11, Sectors: 16 << 11})
 	bootImg, dataImg := filepath.Join(dir, "p1.img"), filepath.Join(dir, "p2.img")
 	os.WriteFile(bootImg, bytes.Repeat([]byte{1}, 4096), 0o644)
 	os.WriteFile(dataImg, nil, 0o644)

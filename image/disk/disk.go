@@ -1,4 +1,4 @@
-// Package disk creates and inspects the data disk a QEMU boot uses: a raw
+// Package disk creates the data disk a QEMU boot uses: a raw
 // file with an MBR holding one Linux partition (type 0x83) that starts at
 // 1 MiB and is left smaller than the disk and unformatted, so PID 1's first
 // boot formats it and grows it, as it would on a freshly flashed SD card.
@@ -6,39 +6,25 @@ package disk
 
 import (
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
+
+	"github.com/snodebox/snodebox/image/mbr"
 )
 
-const (
-	Sector     = 512
-	StartLBA   = 2048 // 1 MiB
-	TypeLinux  = 0x83
-	mbrSig     = 0xAA55
-	partOffset = 446
-)
-
-// Partition is one MBR entry.
-type Partition struct {
-	Type     byte
-	StartLBA uint32
-	Sectors  uint32
-}
-
-// Bytes is the partition's size in bytes.
-func (p Partition) Bytes() int64 { return int64(p.Sectors) * Sector }
+// StartLBA is where the data partition starts: 1 MiB, the alignment every
+// partitioner uses.
+const StartLBA = 2048
 
 // InitialPartitionBytes is the size of the partition a new disk gets: small
 // enough that the first boot has growing to do, large enough for ext4.
 func InitialPartitionBytes(disk int64) int64 {
 	p := int64(64 << 20)
-	if max := (disk - StartLBA*Sector) / 2; p > max {
+	if max := (disk - StartLBA*mbr.SectorSize) / 2; p > max {
 		p = max
 	}
-	return p &^ (Sector - 1)
+	return p &^ (mbr.SectorSize - 1)
 }
 
 // Create writes a new sparse disk file of size bytes with an MBR holding one
@@ -47,7 +33,7 @@ func Create(path string, size, partBytes int64) error {
 	if size < 8<<20 {
 		return fmt.Errorf("disk %s: size %d too small (at least 8 MiB)", path, size)
 	}
-	if partBytes <= 0 || StartLBA*Sector+partBytes > size {
+	if partBytes <= 0 || StartLBA*mbr.SectorSize+partBytes > size {
 		return fmt.Errorf("disk %s: partition of %d bytes does not fit a %d-byte disk", path, partBytes, size)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
@@ -58,53 +44,19 @@ func Create(path string, size, partBytes int64) error {
 	if err := f.Truncate(size); err != nil {
 		return fmt.Errorf("create disk %s: %w", path, err)
 	}
-	mbr := make([]byte, Sector)
-	// Disk signature: the PARTUUID prefix Linux shows for the partition.
-	if _, err := rand.Read(mbr[440:444]); err != nil {
-		return err
-	}
-	putEntry(mbr, 0, Partition{Type: TypeLinux, StartLBA: StartLBA, Sectors: uint32(partBytes / Sector)})
-	binary.LittleEndian.PutUint16(mbr[510:], mbrSig)
-	if _, err := f.WriteAt(mbr, 0); err != nil {
+	// Disk identifier: the PARTUUID prefix Linux shows for the partition.
+	var id [4]byte
+	if _, err := rand.Read(id[:]); err != nil {
 		return fmt.Errorf("create disk %s: %w", path, err)
 	}
-	return f.Sync()
-}
-
-func putEntry(mbr []byte, i int, p Partition) {
-	e := mbr[partOffset+16*i : partOffset+16*(i+1)]
-	e[0] = 0x00 // not bootable
-	// CHS fields are unused by Linux; the conventional "use LBA" filler.
-	copy(e[1:4], []byte{0xfe, 0xff, 0xff})
-	e[4] = p.Type
-	copy(e[5:8], []byte{0xfe, 0xff, 0xff})
-	binary.LittleEndian.PutUint32(e[8:], p.StartLBA)
-	binary.LittleEndian.PutUint32(e[12:], p.Sectors)
-}
-
-// ReadMBR returns the used partition entries of a disk file.
-func ReadMBR(path string) ([]Partition, error) {
-	f, err := os.Open(path)
+	sector, err := mbr.New(id, mbr.Entry{Type: mbr.TypeLinux, StartLBA: StartLBA, Sectors: uint32(partBytes / mbr.SectorSize)})
 	if err != nil {
-		return nil, fmt.Errorf("read mbr %s: %w", path, err)
+		return fmt.Errorf("create disk %s: %w", path, err)
 	}
-	defer f.Close()
-	mbr := make([]byte, Sector)
-	if _, err := io.ReadFull(f, mbr); err != nil {
-		return nil, fmt.Errorf("read mbr %s: %w", path, err)
+	if err := mbr.Write(f, sector); err != nil {
+		return fmt.Errorf("create disk %s: %w", path, err)
 	}
-	if binary.LittleEndian.Uint16(mbr[510:]) != mbrSig {
-		return nil, fmt.Errorf("read mbr %s: no MBR signature", path)
-	}
-	var ps []Partition
-	for i := 0; i < 4; i++ {
-		e := mbr[partOffset+16*i:]
-		p := Partition{Type: e[4], StartLBA: binary.LittleEndian.Uint32(e[8:]), Sectors: binary.LittleEndian.Uint32(e[12:])}
-		if p.Type != 0 {
-			ps = append(ps, p)
-		}
-	}
-	return ps, nil
+	return nil
 }
 
 // Ensure makes path a data disk of at least size bytes: it creates a new one

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/snodebox/snodebox/image/mbr"
 )
 
 func TestCreateWritesOneUnformattedLinuxPartitionAt1MiB(t *testing.T) {
@@ -13,7 +15,7 @@ func TestCreateWritesOneUnformattedLinuxPartitionAt1MiB(t *testing.T) {
 	if err != nil || !created || extended {
 		t.Fatalf("Ensure new: created=%v extended=%v err=%v", created, extended, err)
 	}
-	ps, err := ReadMBR(p)
+	ps, err := mbr.Read(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,14 +26,14 @@ func TestCreateWritesOneUnformattedLinuxPartitionAt1MiB(t *testing.T) {
 	if part.Type != 0x83 || part.StartLBA != 2048 {
 		t.Errorf("partition %+v, want type 0x83 at LBA 2048", part)
 	}
-	if end := int64(part.StartLBA)*Sector + part.Bytes(); end >= size {
+	if end := int64(part.StartLBA)*mbr.SectorSize + part.Bytes(); end >= size {
 		t.Errorf("partition ends at %d, want smaller than the disk (%d)", end, size)
 	}
 	// Unformatted: no ext superblock magic at partition offset + 1024 + 56.
 	f, _ := os.Open(p)
 	defer f.Close()
 	magic := make([]byte, 2)
-	f.ReadAt(magic, int64(part.StartLBA)*Sector+1024+56)
+	f.ReadAt(magic, int64(part.StartLBA)*mbr.SectorSize+1024+56)
 	if magic[0] == 0x53 && magic[1] == 0xef {
 		t.Error("partition already carries an ext filesystem")
 	}
@@ -42,7 +44,7 @@ func TestEnsureExtendsButNeverShrinksOrRepartitions(t *testing.T) {
 	if _, _, err := Ensure(p, 256<<20); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := ReadMBR(p)
+	before, _ := mbr.Read(p)
 	_, extended, err := Ensure(p, 1<<30)
 	if err != nil || !extended {
 		t.Fatalf("extend: extended=%v err=%v", extended, err)
@@ -51,7 +53,7 @@ func TestEnsureExtendsButNeverShrinksOrRepartitions(t *testing.T) {
 	if fi.Size() != 1<<30 {
 		t.Errorf("size %d after extend, want %d", fi.Size(), 1<<30)
 	}
-	after, _ := ReadMBR(p)
+	after, _ := mbr.Read(p)
 	if before[0] != after[0] {
 		t.Errorf("partition changed by extend: %+v → %+v (growing it is PID 1's job)", before[0], after[0])
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/snodebox/snodebox/image/assemble"
 	"github.com/snodebox/snodebox/image/disk"
+	"github.com/snodebox/snodebox/image/mbr"
 	"github.com/snodebox/snodebox/image/qemu"
 	"github.com/snodebox/snodebox/storage/rpcclient"
 )
@@ -311,14 +312,14 @@ func newMessage(tb testing.TB) message {
 
 func checkMBRFresh(tb testing.TB, path string, size int64) {
 	tb.Helper()
-	ps, err := disk.ReadMBR(path)
+	ps, err := mbr.Read(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if len(ps) != 1 || ps[0].Type != disk.TypeLinux || ps[0].StartLBA != disk.StartLBA {
+	if len(ps) != 1 || ps[0].Type != mbr.TypeLinux || ps[0].StartLBA != disk.StartLBA {
 		tb.Fatalf("new data disk: partitions %+v, want one 0x83 at LBA 2048", ps)
 	}
-	if end := int64(ps[0].StartLBA)*disk.Sector + ps[0].Bytes(); end >= size {
+	if end := int64(ps[0].StartLBA)*mbr.SectorSize + ps[0].Bytes(); end >= size {
 		tb.Fatalf("new data disk: partition ends at %d, want it smaller than the %d-byte disk", end, size)
 	}
 }
@@ -331,14 +332,14 @@ func checkMBRFills(tb testing.TB, path string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ps, err := disk.ReadMBR(path)
+	ps, err := mbr.Read(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	if len(ps) != 1 || ps[0].StartLBA != disk.StartLBA {
 		tb.Fatalf("data disk partitions %+v, want one at LBA 2048", ps)
 	}
-	end := int64(ps[0].StartLBA)*disk.Sector + ps[0].Bytes()
+	end := int64(ps[0].StartLBA)*mbr.SectorSize + ps[0].Bytes()
 	if end > fi.Size() || fi.Size()-end > 1<<20 {
 		tb.Fatalf("data partition ends at %d, disk is %d bytes: not grown to fill it", end, fi.Size())
 	}
