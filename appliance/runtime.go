@@ -1,7 +1,6 @@
 package appliance
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +20,7 @@ import (
 	"github.com/snodebox/snodebox/appliance/health"
 	"github.com/snodebox/snodebox/appliance/logring"
 	"github.com/snodebox/snodebox/appliance/node"
+	"github.com/snodebox/snodebox/appliance/procstat"
 	"github.com/snodebox/snodebox/appliance/status"
 	"github.com/snodebox/snodebox/appliance/supervise"
 	"github.com/snodebox/snodebox/appliance/tuning"
@@ -263,29 +262,9 @@ func diskUsage(dir string) status.Disk {
 
 func memoryUsage() status.Memory {
 	var m status.Memory
-	if f, err := os.Open("/proc/meminfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fs := strings.Fields(sc.Text())
-			if len(fs) < 2 {
-				continue
-			}
-			kb, _ := strconv.ParseUint(fs[1], 10, 64)
-			switch fs[0] {
-			case "MemTotal:":
-				m.TotalBytes = kb << 10
-			case "MemAvailable:":
-				m.AvailableBytes = kb << 10
-			}
-		}
-		f.Close()
-	}
-	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
-		if fs := strings.Fields(string(b)); len(fs) > 1 {
-			pages, _ := strconv.ParseUint(fs[1], 10, 64)
-			m.RSSBytes = pages * uint64(os.Getpagesize())
-		}
-	}
+	m.TotalBytes, _ = procstat.MemInfo("MemTotal")
+	m.AvailableBytes, _ = procstat.MemInfo("MemAvailable")
+	m.RSSBytes, _ = procstat.Status(procstat.Self, "VmRSS")
 	return m
 }
 

@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -10,14 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/snodebox/snodebox/appliance/node"
+	"github.com/snodebox/snodebox/appliance/procstat"
 	"github.com/snodebox/snodebox/storage/rpc"
 	"github.com/snodebox/snodebox/storage/rpcclient"
 )
@@ -197,39 +195,13 @@ func retrieveCount(cl *rpcclient.Client, url string, s *rpcclient.Signer) (int, 
 	return bytes.Count(body, []byte(`"hash"`)), nil
 }
 
-// procStatusMiB reads a kB field of /proc/PID/status in MiB.
-func procStatusMiB(pid int, field string) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return -1
-}
+// procStatusMiB reads a field of /proc/PID/status in MiB.
+func procStatusMiB(pid int, field string) float64 { return procstat.MiB(procstat.Status(pid, field)) }
 
 // procCPU is the user+system CPU time process pid has used.
 func procCPU(pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-	rest := string(raw[strings.LastIndexByte(string(raw), ')')+2:])
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	const userHZ = 100 // USER_HZ, fixed at 100 on Linux
-	return time.Duration(ut+st) * time.Second / userHZ
+	d, _ := procstat.CPUTime(pid)
+	return d
 }
 
 // BenchmarkSnoded measures a real `snoded run` child process: 100,000

@@ -1,17 +1,14 @@
 package msgstore
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/snodebox/snodebox/appliance/procstat"
 	"github.com/snodebox/snodebox/storage"
 	"github.com/snodebox/snodebox/storage/storetest"
 )
@@ -148,22 +145,8 @@ func BenchmarkRetrieve(b *testing.B) {
 	}
 }
 
-// procStatus reads a kB field of /proc/self/status in MiB.
-func procStatus(field string) float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return -1
-}
+// procStatus reads a field of this process's /proc status in MiB.
+func procStatus(field string) float64 { return procstat.MiB(procstat.Status(procstat.Self, field)) }
 
 // BenchmarkRSS100k: resident memory after 100,000 stored 1 KiB messages
 // (stored through 64 concurrent writers). VmRSS includes the pages of the
