@@ -320,9 +320,15 @@ func (s *Server) fanout(ctx context.Context, c *call, method string, req recursi
 // memberEntry converts one member's answer into its "swarm" entry.
 func memberEntry(r MemberReply) map[string]any {
 	if r.Err != nil {
-		// Unreachable members are retried by the swarm like timed-out ones
-		// (an OMQ request to a dead peer also ends in a timeout upstream).
-		return map[string]any{"failed": true, "timeout": true}
+		// Spec §6.4 tells a timeout ("timeout": true) from other failures.
+		// An unreachable member counts as a timeout: the reference's OxenMQ
+		// keeps dialling a dead peer until the request times out, so its
+		// clients only ever see "timeout" for one, and the swarm retries
+		// both alike. Any other local failure is a bare "failed".
+		if errors.Is(r.Err, peer.ErrTimeout) || errors.Is(r.Err, peer.ErrUnreachable) {
+			return map[string]any{"failed": true, "timeout": true}
+		}
+		return map[string]any{"failed": true}
 	}
 	if r.Reply.Status != http.StatusOK {
 		return map[string]any{"failed": true, "code": r.Reply.Status, "reason": string(r.Reply.Body)}
