@@ -137,7 +137,10 @@ func (s *Server) addMisc(m map[string]any, c *call) {
 }
 
 // parseJSONRequest splits a {"method","params"} body in one decoding pass
-// (extra top-level keys such as "jsonrpc" are ignored).
+// (extra top-level keys such as "jsonrpc" are ignored). Keys match exactly,
+// as in the reference's JSON library: encoding/json folds case in struct
+// fields, so a body with a top-level key that only folds to "method" or
+// "params" ({"Method": …}) takes the exact, slower path.
 func parseJSONRequest(body []byte) (string, map[string]json.RawMessage, *response) {
 	var top struct {
 		Method json.RawMessage            `json:"method"`
@@ -147,6 +150,9 @@ func parseJSONRequest(body []byte) (string, map[string]json.RawMessage, *respons
 	if err := json.Unmarshal(body, &top); err != nil && !(errors.As(err, &paramsType) && paramsType.Field == "params") {
 		r := text(http.StatusBadRequest, "invalid json")
 		return "", nil, &r
+	}
+	if !topKeysExact(body) {
+		top.Method, top.Params, paramsType = exactTopKeys(body)
 	}
 	method, ok := fastString(bytes.TrimSpace(top.Method))
 	if !ok && (json.Unmarshal(top.Method, &method) != nil || !bytes.HasPrefix(bytes.TrimSpace(top.Method), []byte(`"`))) {
@@ -158,6 +164,121 @@ func parseJSONRequest(body []byte) (string, map[string]json.RawMessage, *respons
 		return "", nil, &r
 	}
 	return method, top.Params, nil
+}
+
+// exactTopKeys reads "method" and "params" of a valid JSON object by exact
+// key (the last one wins, as when the reference parses duplicates).
+func exactTopKeys(body []byte) (method json.RawMessage, params map[string]json.RawMessage, typeErr *json.UnmarshalTypeError) {
+	var all map[string]json.RawMessage
+	if json.Unmarshal(body, &all) != nil {
+		return nil, nil, nil
+	}
+	method = all["method"]
+	if raw, ok := all["params"]; ok {
+		if err := json.Unmarshal(raw, &params); errors.As(err, &typeErr) {
+			params = nil
+		}
+	}
+	return method, params, typeErr
+}
+
+// topKeysExact reports whether no top-level key of the valid JSON object
+// body folds to "method" or "params" without being spelled so. It only
+// skims: strings are skipped with IndexByte, so the cost is small next to
+// decoding.
+func topKeysExact(b []byte) bool {
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return true
+	}
+	i++
+	for {
+		i = skipWS(b, i)
+		if i >= len(b) || b[i] != '"' {
+			return true // '}' (or not reached for valid input)
+		}
+		end := jsonStringEnd(b, i)
+		key := b[i+1 : end-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			var k string
+			if json.Unmarshal(b[i:end], &k) != nil {
+				return false
+			}
+			key = []byte(k)
+		}
+		for _, want := range [...]string{"method", "params"} {
+			if string(key) != want && bytes.EqualFold(key, []byte(want)) {
+				return false
+			}
+		}
+		i = skipWS(b, end) + 1 // ':'
+		i = skipJSONValue(b, skipWS(b, i))
+		i = skipWS(b, i)
+		if i < len(b) && b[i] == ',' {
+			i++
+		}
+	}
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// jsonStringEnd returns the index just past the string literal at b[i].
+func jsonStringEnd(b []byte, i int) int {
+	j := i + 1
+	for j < len(b) {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return len(b)
+		}
+		j += k
+		bs := 0
+		for p := j - 1; p > i && b[p] == '\\'; p-- {
+			bs++
+		}
+		j++
+		if bs%2 == 0 {
+			return j
+		}
+	}
+	return len(b)
+}
+
+// skipJSONValue returns the index just past the value at b[i].
+func skipJSONValue(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		return jsonStringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = jsonStringEnd(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	}
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+		i++
+	}
+	return i
 }
 
 // process runs one JSON client request body (HTTP and onion paths).
