@@ -10,6 +10,11 @@ export GOTOOLCHAIN ?= auto
 # The machine's own Go (if any) first; Debian's backports Go otherwise. Either
 # fetches the exact toolchain go.mod names through the module proxy.
 export PATH := /usr/local/go/bin:$(PATH)
+# go refuses to run without a cache directory, which it derives from HOME; a
+# chroot or a bare service environment may not set HOME.
+ifeq ($(HOME),)
+export HOME := $(shell getent passwd $$(id -u) | cut -d: -f6)
+endif
 
 .PHONY: all deps build test bench run run-hosted devnet fuzz clean
 

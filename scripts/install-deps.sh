@@ -10,7 +10,11 @@ need_pkgs=(
 	device-tree-compiler u-boot-tools minisign iproute2 cpio xz-utils
 	ca-certificates curl chromium
 	debian-archive-keyring apt dpkg
+	git make
 )
+# git: the tree is a git checkout, and `go build` stamps VCS information into
+# binaries (it fails outright in a checkout when git is missing); make: the
+# README's commands. A minbase/cloud Debian has neither.
 
 missing=()
 for p in "${need_pkgs[@]}"; do
@@ -46,4 +50,13 @@ if ! go_ok; then
 		DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports golang-go
 	fi
 fi
+
+# The exact toolchain go.mod names and the modules, fetched now through the
+# module proxy so a network problem shows here rather than mid-build.
+cd "$(dirname "$0")/.."
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then PATH=/usr/local/go/bin:$PATH; fi
+if [ -z "${HOME:-}" ]; then HOME=$(getent passwd "$(id -u)" | cut -d: -f6); export HOME; fi
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
+echo "install-deps: $(go version)"
+go mod download
 echo "install-deps: ok"
