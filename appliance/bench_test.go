@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/snodebox/snodebox/appliance/node"
+	"github.com/snodebox/snodebox/appliance/node/nodetest"
 	"github.com/snodebox/snodebox/board"
 	"github.com/snodebox/snodebox/board/sim"
 )
@@ -23,7 +24,7 @@ func BenchmarkHostedStartToHealthy(b *testing.B) {
 		start := time.Now()
 		go func() {
 			done <- runHosted(ctx, HostedConfig{
-				Node:  node.Config{DataDir: b.TempDir(), Listen: freePortB(b)},
+				Node:  node.Config{DataDir: b.TempDir(), Listen: nodetest.FreeAddr(b)},
 				Board: brd, LogOutput: io.Discard, HealthInterval: 1,
 			})
 		}()
@@ -44,5 +45,3 @@ func BenchmarkHostedStartToHealthy(b *testing.B) {
 	// own, so the figure is shown against a 5 s health interval.
 	b.ReportMetric(secs/5, "ratio-vs-5s")
 }
-
-func freePortB(b *testing.B) string { return freePortTB(b) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,36 +13,12 @@ import (
 	"time"
 
 	"github.com/snodebox/snodebox/appliance/node"
+	"github.com/snodebox/snodebox/appliance/node/nodetest"
 	"github.com/snodebox/snodebox/board"
 	"github.com/snodebox/snodebox/board/sim"
 	"github.com/snodebox/snodebox/storage"
 	"github.com/snodebox/snodebox/storage/rpc"
 )
-
-func freePort(t *testing.T) string { return freePortTB(t) }
-
-func freePortTB(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// until polls cond; the long deadline only keeps a broken build from
-// hanging the test run, it is not a speed requirement.
-func until(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 type hostedRun struct {
 	app  *app
@@ -55,11 +30,11 @@ type hostedRun struct {
 
 func startHosted(t *testing.T, b board.Board) *hostedRun {
 	t.Helper()
-	h := &hostedRun{done: make(chan error, 1), data: t.TempDir(), stat: freePort(t)}
+	h := &hostedRun{done: make(chan error, 1), data: t.TempDir(), stat: nodetest.FreeAddr(t)}
 	started := make(chan *app, 1)
 	cfg := HostedConfig{
 		Node: node.Config{
-			DataDir: h.data, Listen: freePort(t), StatusListen: h.stat,
+			DataDir: h.data, Listen: nodetest.FreeAddr(t), StatusListen: h.stat,
 			RateLimit: rpc.RateLimit{Disabled: true},
 		},
 		Board:          b,
@@ -79,7 +54,7 @@ func startHosted(t *testing.T, b board.Board) *hostedRun {
 		cancel()
 		<-h.done
 	})
-	until(t, "node running", func() bool { n, _ := h.app.current(); return n != nil })
+	nodetest.Until(t, "node running", func() bool { n, _ := h.app.current(); return n != nil })
 	return h
 }
 
@@ -115,7 +90,7 @@ func (h *hostedRun) logged(substr string) bool {
 func TestHostedStatusAndLED(t *testing.T) {
 	b := sim.New()
 	h := startHosted(t, b)
-	until(t, "LED healthy", func() bool { return b.LED() == board.LEDHealthy })
+	nodetest.Until(t, "LED healthy", func() bool { return b.LED() == board.LEDHealthy })
 	resp, err := http.Get("http://" + h.stat + "/status.json")
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +123,7 @@ func TestButtonShortPressLogsStatus(t *testing.T) {
 	if a, ok := b.Press(300 * time.Millisecond); !ok || a != board.ActionStatus {
 		t.Fatalf("short press gave %v %v", a, ok)
 	}
-	until(t, "status logged", func() bool { return h.logged("msg=status code=") })
+	nodetest.Until(t, "status logged", func() bool { return h.logged("msg=status code=") })
 	if h.gens() != 1 {
 		t.Errorf("a status press restarted the node (%d generations)", h.gens())
 	}
@@ -161,11 +136,11 @@ func TestButtonHoldRebootsServices(t *testing.T) {
 	if a, ok := b.Press(6 * time.Second); !ok || a != board.ActionReboot {
 		t.Fatalf("6 s hold gave %v %v", a, ok)
 	}
-	until(t, "second generation running", func() bool { n, _ := h.app.current(); return h.gens() == 2 && n != nil })
+	nodetest.Until(t, "second generation running", func() bool { n, _ := h.app.current(); return h.gens() == 2 && n != nil })
 	if got := h.identity(); got != id {
 		t.Errorf("identity changed across a reboot: %s → %s", id, got)
 	}
-	until(t, "healthy again", func() bool { return b.LED() == board.LEDHealthy })
+	nodetest.Until(t, "healthy again", func() bool { return b.LED() == board.LEDHealthy })
 }
 
 func TestButtonFactoryResetKeepsKeys(t *testing.T) {
@@ -180,7 +155,7 @@ func TestButtonFactoryResetKeepsKeys(t *testing.T) {
 	if a, ok := b.Press(200 * time.Millisecond); !ok || a != board.ActionFactoryReset {
 		t.Fatalf("confirming press gave %v %v, want factory-reset", a, ok)
 	}
-	until(t, "reset done and node back", func() bool { n, _ := h.app.current(); return h.resets() == 1 && n != nil })
+	nodetest.Until(t, "reset done and node back", func() bool { n, _ := h.app.current(); return h.resets() == 1 && n != nil })
 	if _, err := os.Stat(junk); !os.IsNotExist(err) {
 		t.Errorf("data survived the factory reset: %v", err)
 	}
@@ -235,7 +210,7 @@ func TestFactoryResetNeedsTimelyConfirmation(t *testing.T) {
 	if !ok || a != board.ActionStatus {
 		t.Fatalf("late press gave %v %v, want a plain status press", a, ok)
 	}
-	until(t, "status logged", func() bool { return h.logged("msg=status code=") })
+	nodetest.Until(t, "status logged", func() bool { return h.logged("msg=status code=") })
 	if h.resets() != 0 {
 		t.Fatal("factory reset ran after a late confirmation")
 	}
@@ -248,7 +223,7 @@ func TestFactoryResetNeedsTimelyConfirmation(t *testing.T) {
 	if a, ok := b.press(200 * time.Millisecond); !ok || a != board.ActionFactoryReset {
 		t.Fatalf("timely press gave %v %v", a, ok)
 	}
-	until(t, "reset", func() bool { return h.resets() == 1 })
+	nodetest.Until(t, "reset", func() bool { return h.resets() == 1 })
 }
 
 func TestPowerKeyStopsHostedNode(t *testing.T) {
@@ -274,7 +249,7 @@ func TestStatusPressThroughAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	until(t, "restart through the status API", func() bool { return h.gens() == 2 })
+	nodetest.Until(t, "restart through the status API", func() bool { return h.gens() == 2 })
 }
 
 func TestWipeExceptKeys(t *testing.T) {
@@ -296,19 +271,19 @@ func TestHostedInvalidConfigIsDegraded(t *testing.T) {
 	cfgFile := filepath.Join(t.TempDir(), "snodebox.toml")
 	os.WriteFile(cfgFile, []byte("[ports]\nrpc = 0\n"), 0o644)
 	b := sim.New()
-	h := &hostedRun{done: make(chan error, 1), data: t.TempDir(), stat: freePort(t)}
+	h := &hostedRun{done: make(chan error, 1), data: t.TempDir(), stat: nodetest.FreeAddr(t)}
 	started := make(chan *app, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		h.done <- runHosted(ctx, HostedConfig{
-			Node:       node.Config{DataDir: h.data, Listen: freePort(t), StatusListen: h.stat},
+			Node:       node.Config{DataDir: h.data, Listen: nodetest.FreeAddr(t), StatusListen: h.stat},
 			ConfigFile: cfgFile, Board: b, LogOutput: io.Discard, HealthInterval: 1,
 			onStart: func(a *app) { started <- a },
 		})
 	}()
 	h.app = <-started
 	t.Cleanup(func() { cancel(); <-h.done })
-	until(t, "LED degraded", func() bool { return b.LED() == board.LEDDegraded })
+	nodetest.Until(t, "LED degraded", func() bool { return b.LED() == board.LEDDegraded })
 	r := h.app.Report()
 	if !strings.Contains(r.ConfigError, "snodebox.toml:2: ports.rpc") || r.Healthy {
 		t.Errorf("report: config_error %q healthy %v", r.ConfigError, r.Healthy)
@@ -318,7 +293,7 @@ func TestHostedInvalidConfigIsDegraded(t *testing.T) {
 func TestTrafficFlickersWhileHealthy(t *testing.T) {
 	b := sim.New()
 	h := startHosted(t, b)
-	until(t, "LED healthy", func() bool { return b.LED() == board.LEDHealthy })
+	nodetest.Until(t, "LED healthy", func() bool { return b.LED() == board.LEDHealthy })
 	n, _ := h.app.current()
 	var acct storage.Account
 	acct.Type = 0x05
@@ -329,5 +304,5 @@ func TestTrafficFlickersWhileHealthy(t *testing.T) {
 	if _, _, err := n.Store.Store(context.Background(), msg); err != nil {
 		t.Fatal(err)
 	}
-	until(t, "a traffic flicker", func() bool { return b.Flickers() > 0 })
+	nodetest.Until(t, "a traffic flicker", func() bool { return b.Flickers() > 0 })
 }

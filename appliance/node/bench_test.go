@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/snodebox/snodebox/appliance/node"
+	"github.com/snodebox/snodebox/appliance/node/nodetest"
 	"github.com/snodebox/snodebox/appliance/procstat"
 	"github.com/snodebox/snodebox/storage/rpc"
 	"github.com/snodebox/snodebox/storage/rpcclient"
@@ -42,28 +43,11 @@ const benchSetup = "in-process node, HTTPS on loopback with keep-alive, per-IP r
 // the load generator is not throttled) until the benchmark ends.
 func benchNode(b *testing.B) (*node.Node, string) {
 	b.Helper()
-	listen := freePort(b)
-	n, err := node.New(node.Config{
-		DataDir:   b.TempDir(),
-		Listen:    listen,
+	n := nodetest.Start(b, node.Config{
 		RateLimit: rpc.RateLimit{Disabled: true},
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := n.Listen(); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { n.Run(ctx); close(done) }()
-	b.Cleanup(func() {
-		cancel()
-		<-done
-		n.Close()
-	})
-	url := "https://" + listen
+	url := "https://" + n.Self.HTTPSAddr()
 	waitReady(b, newClient(1), url, nil)
 	return n, url
 }
@@ -219,9 +203,9 @@ func BenchmarkSnoded(b *testing.B) {
 	for range b.N {
 		data := filepath.Join(dir, "data")
 		os.RemoveAll(data)
-		listen := freePort(b)
+		listen := nodetest.FreeAddr(b)
 		url := "https://" + listen
-		p := startSnoded(b, bin, data, listen, freePort(b))
+		p := startSnoded(b, bin, data, listen, nodetest.FreeAddr(b))
 		cl := newClient(64)
 		waitReady(b, cl, url, p.exited)
 		b.Logf("snoded run (child process) over HTTPS on loopback, per-IP rate limit DISABLED, every store fsynced")

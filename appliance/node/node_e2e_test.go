@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snodebox/snodebox/appliance/node/nodetest"
 	"github.com/snodebox/snodebox/storage"
 	"github.com/snodebox/snodebox/storage/rpcclient"
 )
@@ -37,17 +37,6 @@ func newClient(conns int) *rpcclient.Client {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	return &rpcclient.Client{HTTP: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
-}
-
-// freePort asks the kernel for an unused loopback port.
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // signer returns the deterministic test account i: a 05 account whose key
@@ -215,7 +204,7 @@ func TestE2EKillDuringStoresKeepsAnsweredStores(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildSnoded(t, dir)
 	data := filepath.Join(dir, "data")
-	listen, status := freePort(t), freePort(t)
+	listen, status := nodetest.FreeAddr(t), nodetest.FreeAddr(t)
 	url := "https://" + listen
 
 	const clients, accounts = 32, 8

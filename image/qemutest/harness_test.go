@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snodebox/snodebox/appliance/node/nodetest"
 	"github.com/snodebox/snodebox/image/assemble"
 	"github.com/snodebox/snodebox/image/disk"
 	"github.com/snodebox/snodebox/image/mbr"
@@ -134,16 +134,6 @@ func (e *env) freshState(tb testing.TB, name string) string {
 	return dir
 }
 
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // boot is one running guest with its forwarded ports.
 type boot struct {
 	tb         testing.TB
@@ -158,7 +148,7 @@ type boot struct {
 // (guest 22021) and status page (guest 80) to free loopback ports.
 func (e *env) start(tb testing.TB, machine, state string, bf assemble.BootFiles, name, appendArgs string) *boot {
 	tb.Helper()
-	bt := &boot{tb: tb, rpcPort: freePort(tb), statusPort: freePort(tb), name: name}
+	bt := &boot{tb: tb, rpcPort: nodetest.FreePort(tb), statusPort: nodetest.FreePort(tb), name: name}
 	cf, err := os.Create(filepath.Join(state, name+"-console.log"))
 	if err != nil {
 		tb.Fatal(err)

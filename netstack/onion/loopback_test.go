@@ -7,15 +7,15 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/snodebox/snodebox/appliance/node"
+	"github.com/snodebox/snodebox/appliance/node/nodetest"
 	"github.com/snodebox/snodebox/netstack/onion/onionclient"
 	"github.com/snodebox/snodebox/netstack/onion/onionreq"
 	"github.com/snodebox/snodebox/netstack/registry"
@@ -30,70 +30,31 @@ type devnet struct {
 	nodes []*node.Node
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func startDevnet(t testing.TB, n int, allowPrivate func(i int) bool) *devnet {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	d := &devnet{}
-	done := make(chan struct{}, n)
-	t.Cleanup(func() {
-		cancel()
-		for range d.nodes {
-			<-done
-		}
-		for _, nd := range d.nodes {
-			nd.Close()
-		}
-	})
 	var registryURL string
 	for i := 0; i < n; i++ {
 		cfg := node.Config{
-			DataDir:   t.TempDir(),
-			Listen:    freeAddr(t),
-			RateLimit: rpc.RateLimit{Disabled: true},
-			Logger:    slog.New(slog.DiscardHandler),
+			RateLimit:         rpc.RateLimit{Disabled: true},
+			AllowPrivateProxy: allowPrivate != nil && allowPrivate(i),
 		}
 		if i == 0 {
 			cfg.ServeRegistry = true
-			registryURL = "devnet:https://" + cfg.Listen
 		} else {
 			cfg.Registry = registryURL
 		}
-		cfg.AllowPrivateProxy = allowPrivate != nil && allowPrivate(i)
-		nd, err := node.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := nd.Listen(); err != nil {
-			nd.Close()
-			t.Fatal(err)
+		nd := nodetest.Start(t, cfg)
+		if i == 0 {
+			registryURL = "devnet:https://" + nd.Self.HTTPSAddr()
 		}
 		d.nodes = append(d.nodes, nd)
-		go func() { nd.Run(ctx); done <- struct{}{} }()
 	}
-	// Wait until every node is in a swarm and knows every other node. The
-	// deadline only guards against a hung devnet.
-	deadline := time.Now().Add(2 * time.Minute)
+	// Wait until every node is in a swarm and knows every other node.
 	for _, nd := range d.nodes {
-		for {
-			snap := nd.Swarm.Snapshot()
-			if nd.Swarm.NotReady() == nil && len(snap.Nodes) == n {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %s not ready: %v, knows %d of %d nodes", nd.Self, nd.Swarm.NotReady(), len(snap.Nodes), n)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		nodetest.Until(t, fmt.Sprintf("node %s in a swarm, knowing all %d nodes", nd.Self, n), func() bool {
+			return nd.Swarm.NotReady() == nil && len(nd.Swarm.Snapshot().Nodes) == n
+		})
 	}
 	return d
 }
