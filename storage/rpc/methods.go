@@ -269,6 +269,9 @@ func parseRetrieve(p *params) (request, error) {
 	if r.maxSize, _, err = p.integer("max_size"); err != nil {
 		return nil, err
 	}
+	// [new] reverse_direction: its semantics are not traced (spec §14) and
+	// no client we know sends it, so it is type-checked and ignored: the
+	// answer is the oldest-first page every server version gives without it.
 	if _, _, err := p.boolean("reverse_direction"); err != nil {
 		return nil, err
 	}
@@ -728,6 +731,11 @@ func (r *expireReq) run(ctx context.Context, s *Server, c *call) response {
 	case r.shorten:
 		mode = storage.ExpiryShorten
 	case r.extend:
+		// The [new] rule that extend skips changes under 1 % of the
+		// message's lifetime (spec §4.7) is not applied: it is the 2.8
+		// behaviour, clients treat "updated" and "unchanged" alike for an
+		// extend, and applying it would need the stored timestamp in
+		// storage.Store's UpdateExpiry contract.
 		mode = storage.ExpiryExtend
 	}
 	if r.token != nil && r.token[1]&accessDelete == 0 {
