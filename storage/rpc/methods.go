@@ -733,8 +733,8 @@ func (r *expireReq) run(ctx context.Context, s *Server, c *call) response {
 	case r.extend:
 		// The [new] rule that extend skips changes under 1 % of the
 		// message's lifetime (spec §4.7) is not applied: it is the 2.8
-		// behaviour, clients treat "updated" and "unchanged" alike for an
-		// extend, and applying it would need the stored timestamp in
+		// behaviour, it only moves small extensions from "updated" to
+		// "unchanged", and it would need the stored timestamp in
 		// storage.Store's UpdateExpiry contract.
 		mode = storage.ExpiryExtend
 	}

@@ -171,7 +171,9 @@ func TestSpecSignedStrings(t *testing.T) {
 		{"revoke_subaccount", grp, func(_, _ string) map[string]any {
 			return map[string]any{"revoke": base64.StdEncoding.EncodeToString(tok), "timestamp": testNow}
 		}, func(_, _ string) string { return "revoke_subaccount" + ms(testNow) + string(tok) },
-			func(_, _ string) string { return "revoke_subaccount" + ms(testNow) + base64.StdEncoding.EncodeToString(tok) }},
+			func(_, _ string) string {
+				return "revoke_subaccount" + ms(testNow) + base64.StdEncoding.EncodeToString(tok)
+			}},
 		{"unrevoke_subaccount", grp, func(_, _ string) map[string]any {
 			return map[string]any{"unrevoke": []string{hex.EncodeToString(tok)}, "timestamp": testNow}
 		}, func(_, _ string) string { return "unrevoke_subaccount" + ms(testNow) + string(tok) },
