@@ -331,6 +331,9 @@ func encodeJSON(r response) ([]byte, bool) {
 	if b, isBinary := r.body.(binaryBody); isBinary {
 		return []byte(base64.StdEncoding.EncodeToString(b)), false
 	}
+	if out, ok := encodeFast(r.body); ok {
+		return out, true
+	}
 	// No HTML escaping: the answer is data for Session clients, and '<',
 	// '>' and '&' should reach them as the reference writes them.
 	var buf bytes.Buffer
