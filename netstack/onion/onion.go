@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -152,6 +153,14 @@ func (h *Handler) serveEntry(r *http.Request) result {
 	}
 	if len(body) > MaxBodyBytes {
 		return plain(http.StatusRequestEntityTooLarge, "Request body too large")
+	}
+	if h.keyErr == nil && h.cfg.NotReady != nil {
+		// §1.1: the HTTPS endpoint's readiness check answers first, with
+		// the reasons, as /storage_rpc/v1 does; hops that arrive from other
+		// nodes get §8.3's "Snode not ready: <ed25519>".
+		if reasons := h.cfg.NotReady(); reasons != nil {
+			return plain(http.StatusServiceUnavailable, "Service node is not ready: "+strings.Join(reasons, "; ")+"\n")
+		}
 	}
 	if res, ok := h.notReady(); !ok {
 		return res

@@ -439,7 +439,8 @@ func TestNotReady(t *testing.T) {
 	want := "Snode not ready: " + tn.nodes[1].keys.Ed25519Hex()
 	tn.nodes[1].notReady.Store(true)
 	body, _ := build(t, tn.path(1), onionSpec{enc: onionreq.AESGCM, payload: []byte(`{}`), tamperAt: -1})
-	if status, out := tn.post(1, body); status != http.StatusServiceUnavailable || string(out) != want {
+	// on its HTTPS endpoint the reasons instead (§1.1)
+	if status, out := tn.post(1, body); status != http.StatusServiceUnavailable || string(out) != "Service node is not ready: not in a swarm\n" {
 		t.Fatalf("entry: %d %q", status, out)
 	}
 	body, _ = build(t, tn.path(0, 1), onionSpec{enc: onionreq.AESGCM, payload: []byte(`{}`), tamperAt: -1})
