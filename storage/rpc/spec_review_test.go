@@ -9,7 +9,6 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -413,7 +412,6 @@ func TestSpecVerificationKey(t *testing.T) {
 		{"03 group key", group, nil, 200, ""},
 		{"other prefix: key bytes as Ed25519", odd, nil, 200, ""},
 		{"pubkey_ed25519 on a 03 account", group, func(p map[string]any) { p["pubkey_ed25519"] = group.edHex() }, 400, "invalid request: pubkey_ed25519 is only permitted for 05[...] pubkeys"},
-		{"pubkey_ed25519 as 32 raw bytes is not JSON's form", session, func(p map[string]any) { p["pubkey_ed25519"] = string(session.priv.Public().(ed25519.PublicKey)) }, 400, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -792,4 +790,64 @@ func rawSig(a acct, msg string) string {
 	return string(ed25519.Sign(a.priv, []byte(msg)))
 }
 
-var _ = json.Valid
+// §2.6, §4.3–§4.8: the status codes of the time windows and of
+// delete's "required".
+func TestSpecStatusCodes(t *testing.T) {
+	user := sessionAcct(t, 100)
+	const minute = int64(60000)
+	cases := []struct {
+		name   string
+		method string
+		params func(h string) (map[string]any, string)
+		status int
+	}{
+		{"delete_before 60 s ahead", "delete_before", func(string) (map[string]any, string) {
+			return map[string]any{"before": testNow + minute}, "delete_before" + ms(testNow+minute)
+		}, 200},
+		{"delete_before more than 60 s ahead: 401", "delete_before", func(string) (map[string]any, string) {
+			return map[string]any{"before": testNow + minute + 1}, "delete_before" + ms(testNow+minute+1)
+		}, 401},
+		{"expire to 60 s ago", "expire", func(h string) (map[string]any, string) {
+			return map[string]any{"messages": h, "expiry": testNow - minute}, "expire" + ms(testNow-minute) + h
+		}, 200},
+		{"expire to more than 60 s ago: 401", "expire", func(h string) (map[string]any, string) {
+			return map[string]any{"messages": h, "expiry": testNow - minute - 1}, "expire" + ms(testNow-minute-1) + h
+		}, 401},
+		{"expire_all to more than 60 s ago: 406", "expire_all", func(string) (map[string]any, string) {
+			return map[string]any{"expiry": testNow - minute - 1}, "expire_all" + ms(testNow-minute-1)
+		}, 406},
+		{"delete_all timestamp 60 s old", "delete_all", func(string) (map[string]any, string) {
+			return map[string]any{"timestamp": testNow - minute}, "delete_all" + ms(testNow-minute)
+		}, 200},
+		{"delete_all timestamp over 60 s ahead: 406", "delete_all", func(string) (map[string]any, string) {
+			return map[string]any{"timestamp": testNow + minute + 1}, "delete_all" + ms(testNow+minute+1)
+		}, 406},
+		{"retrieve timestamp over 60 s old: 406", "retrieve", func(string) (map[string]any, string) {
+			return map[string]any{"timestamp": testNow - minute - 1}, "retrieve" + ms(testNow-minute-1)
+		}, 406},
+		{"get_expiries timestamp over 60 s ahead: 406", "get_expiries", func(h string) (map[string]any, string) {
+			return map[string]any{"messages": h, "timestamp": testNow + minute + 1}, "get_expiries" + ms(testNow+minute+1) + h
+		}, 406},
+		{"delete required, something deleted", "delete", func(h string) (map[string]any, string) {
+			return map[string]any{"messages": h, "required": true}, "delete" + h
+		}, 200},
+		{"delete required, nothing deleted: 404", "delete", func(string) (map[string]any, string) {
+			h := strings.Repeat("C", 43)
+			return map[string]any{"messages": h, "required": true}, "delete" + h
+		}, 404},
+		{"delete not required, nothing deleted", "delete", func(string) (map[string]any, string) {
+			h := strings.Repeat("C", 43)
+			return map[string]any{"messages": h}, "delete" + h
+		}, 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n := newTestNode(t, 1)
+			h := put(t, n, user, 0, "x", day)
+			p, msg := c.params(h)
+			if status, _, raw := n.do(t, c.method, user.signed(msg, p)); status != c.status {
+				t.Fatalf("%d %s, want %d", status, raw, c.status)
+			}
+		})
+	}
+}
