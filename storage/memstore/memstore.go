@@ -14,9 +14,6 @@ import (
 	"github.com/snodebox/snodebox/storage"
 )
 
-// MaxRevoked is how many subaccount revocations an account keeps (spec §4.9).
-const MaxRevoked = 50
-
 type entry struct {
 	m   storage.Message
 	seq uint64 // global insertion order
@@ -25,12 +22,6 @@ type entry struct {
 type ownerNS struct {
 	owner storage.Account
 	ns    storage.Namespace
-}
-
-type revocation struct {
-	token []byte
-	at    int64  // revoke time (ms)
-	seq   uint64 // tie-break for equal times: later revoke is newer
 }
 
 // Store is the in-memory engine. The zero value is not usable; call New.
@@ -43,7 +34,7 @@ type Store struct {
 	byHash   map[string]*entry
 	byBox    map[ownerNS]map[string]*entry
 	owners   map[storage.Account]int // messages per owner
-	revoked  map[storage.Account][]revocation
+	revoked  map[storage.Account][]storage.Revocation
 	stats    storage.Stats
 }
 
@@ -61,14 +52,13 @@ func NewWithCap(capBytes int64) *Store {
 		byHash:   map[string]*entry{},
 		byBox:    map[ownerNS]map[string]*entry{},
 		owners:   map[storage.Account]int{},
-		revoked:  map[storage.Account][]revocation{},
+		revoked:  map[storage.Account][]storage.Revocation{},
 	}
 }
 
-// Size is the per-message size accounting of spec §4.2.
-func Size(m storage.Message) int64 {
-	return 100 + int64(len(m.Hash)) + int64(len(m.Data))*4/3
-}
+// size is a message's accounted size (storage.RetrieveCost), which the
+// cap applies to as well.
+func size(m storage.Message) int64 { return storage.RetrieveCost(len(m.Hash), len(m.Data)) }
 
 func (s *Store) begin(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -95,7 +85,7 @@ func (s *Store) insert(m storage.Message) {
 	}
 	box[m.Hash] = e
 	s.owners[m.Owner]++
-	s.bytes += Size(m)
+	s.bytes += size(m)
 	s.stats.Stores++
 }
 
@@ -111,11 +101,11 @@ func (s *Store) remove(e *entry) {
 	if s.owners[e.m.Owner]--; s.owners[e.m.Owner] <= 0 {
 		delete(s.owners, e.m.Owner)
 	}
-	s.bytes -= Size(e.m)
+	s.bytes -= size(e.m)
 }
 
 func (s *Store) full(m storage.Message) bool {
-	return s.capBytes > 0 && s.bytes+Size(m) > s.capBytes
+	return s.capBytes > 0 && s.bytes+size(m) > s.capBytes
 }
 
 func withHash(m storage.Message) storage.Message {
@@ -215,16 +205,11 @@ func (s *Store) Retrieve(ctx context.Context, owner storage.Account, ns storage.
 		start = sort.Search(len(es), func(i int) bool { return es[i].seq > last.seq })
 	}
 	var out []storage.Message
-	var size int64
+	page := storage.RetrievePage{MaxCount: maxCount, MaxSize: maxSize}
 	for i := start; i < len(es); i++ {
-		if maxCount > 0 && len(out) >= maxCount {
+		if !page.Take(size(es[i].m)) {
 			return out, true, nil
 		}
-		sz := Size(es[i].m)
-		if maxSize > 0 && len(out) > 0 && size+sz > maxSize {
-			return out, true, nil
-		}
-		size += sz
 		out = append(out, cloneMsg(es[i].m))
 	}
 	return out, false, nil
@@ -271,21 +256,14 @@ func (s *Store) boxes(owner storage.Account, f storage.NSFilter) []storage.Names
 func (s *Store) deleteWhere(owner storage.Account, f storage.NSFilter, match func(storage.Message) bool) map[storage.Namespace][]string {
 	out := map[storage.Namespace][]string{}
 	for _, ns := range s.boxes(owner, f) {
-		var hs []string
 		for _, e := range s.byBox[ownerNS{owner, ns}] {
 			if match(e.m) {
-				hs = append(hs, e.m.Hash)
+				s.remove(e)
+				out[ns] = append(out[ns], e.m.Hash)
 			}
 		}
-		for _, h := range hs {
-			s.remove(s.byHash[h])
-		}
-		if len(hs) > 0 {
-			slices.Sort(hs)
-			out[ns] = hs
-		}
 	}
-	return out
+	return storage.SortedByNamespace(out)
 }
 
 // DeleteAll implements storage.Store.
@@ -314,19 +292,14 @@ func (s *Store) ExpireAll(ctx context.Context, owner storage.Account, f storage.
 	defer s.mu.Unlock()
 	out := map[storage.Namespace][]string{}
 	for _, ns := range s.boxes(owner, f) {
-		var hs []string
 		for _, e := range s.byBox[ownerNS{owner, ns}] {
 			if e.m.Expiry > expiry {
 				e.m.Expiry = expiry
-				hs = append(hs, e.m.Hash)
+				out[ns] = append(out[ns], e.m.Hash)
 			}
 		}
-		if len(hs) > 0 {
-			slices.Sort(hs)
-			out[ns] = hs
-		}
 	}
-	return out, nil
+	return storage.SortedByNamespace(out), nil
 }
 
 // UpdateExpiry implements storage.Store. A hash named twice is applied in
@@ -339,42 +312,13 @@ func (s *Store) UpdateExpiry(ctx context.Context, owner storage.Account, hashes 
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	res := map[string]*storage.ExpiryUpdate{}
+	var us storage.ExpiryUpdates
 	for i, h := range hashes {
-		e, ok := s.byHash[h]
-		if !ok || e.m.Owner != owner {
-			continue
+		if e, ok := s.byHash[h]; ok && e.m.Owner == owner {
+			e.m.Expiry, _ = us.Apply(h, e.m.Expiry, expiries[i], mode)
 		}
-		u := res[h]
-		if u == nil {
-			u = &storage.ExpiryUpdate{Hash: h}
-			res[h] = u
-		}
-		if ApplyMode(e.m.Expiry, expiries[i], mode) {
-			e.m.Expiry = expiries[i]
-			u.Changed = true
-		}
-		u.Expiry = e.m.Expiry
 	}
-	out := make([]storage.ExpiryUpdate, 0, len(res))
-	for _, u := range res {
-		out = append(out, *u)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Hash < out[j].Hash })
-	return out, nil
-}
-
-// ApplyMode reports whether an expiry update from cur to want changes the
-// expiry under mode.
-func ApplyMode(cur, want int64, mode storage.ExpiryMode) bool {
-	switch mode {
-	case storage.ExpiryShorten:
-		return want < cur
-	case storage.ExpiryExtend:
-		return want > cur
-	default:
-		return want != cur
-	}
+	return us.List(), nil
 }
 
 // GetExpiries implements storage.Store.
@@ -398,22 +342,7 @@ func (s *Store) Revoke(ctx context.Context, owner storage.Account, tokens [][]by
 		return err
 	}
 	defer s.mu.Unlock()
-	list := s.revoked[owner]
-	for _, t := range tokens {
-		list = slices.DeleteFunc(list, func(r revocation) bool { return bytes.Equal(r.token, t) })
-		s.seq++
-		list = append(list, revocation{token: bytes.Clone(t), at: now, seq: s.seq})
-	}
-	sort.SliceStable(list, func(i, j int) bool {
-		if list[i].at != list[j].at {
-			return list[i].at < list[j].at
-		}
-		return list[i].seq < list[j].seq
-	})
-	if len(list) > MaxRevoked {
-		list = slices.Clone(list[len(list)-MaxRevoked:])
-	}
-	s.revoked[owner] = list
+	s.revoked[owner] = storage.Revoke(s.revoked[owner], tokens, now)
 	return nil
 }
 
@@ -423,13 +352,7 @@ func (s *Store) Unrevoke(ctx context.Context, owner storage.Account, tokens [][]
 		return 0, err
 	}
 	defer s.mu.Unlock()
-	list := s.revoked[owner]
-	n := 0
-	for _, t := range tokens {
-		before := len(list)
-		list = slices.DeleteFunc(list, func(r revocation) bool { return bytes.Equal(r.token, t) })
-		n += before - len(list)
-	}
+	list, n := storage.Unrevoke(s.revoked[owner], tokens)
 	if len(list) == 0 {
 		delete(s.revoked, owner)
 	} else {
@@ -446,7 +369,7 @@ func (s *Store) Revoked(ctx context.Context, owner storage.Account) ([][]byte, e
 	defer s.mu.Unlock()
 	var out [][]byte
 	for _, r := range s.revoked[owner] {
-		out = append(out, bytes.Clone(r.token))
+		out = append(out, bytes.Clone(r.Token))
 	}
 	return out, nil
 }
@@ -457,12 +380,7 @@ func (s *Store) IsRevoked(ctx context.Context, owner storage.Account, token []by
 		return false, err
 	}
 	defer s.mu.Unlock()
-	for _, r := range s.revoked[owner] {
-		if bytes.Equal(r.token, token) {
-			return true, nil
-		}
-	}
-	return false, nil
+	return storage.IsRevoked(s.revoked[owner], token), nil
 }
 
 // Prune implements storage.Store.

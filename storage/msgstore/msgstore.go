@@ -33,7 +33,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,8 +72,6 @@ const (
 	// pages); the byte bound keeps a batch of 76 KB messages small.
 	walkBatch = 256
 	walkBytes = 1 << 20
-	// MaxRevoked is the per-account revocation list length (spec §4.9).
-	MaxRevoked = 50
 	// perMessageOverhead estimates the index entries and page slack one
 	// message adds beyond its data, for the size cap check.
 	perMessageOverhead = 512
@@ -833,9 +830,11 @@ func prefixes(owner storage.Account, f storage.NSFilter) []byte {
 	return boxPrefix(owner, f.NS)
 }
 
-// deleteWhere removes the owner's messages in f that match and returns
-// namespace → sorted hashes.
-func (s *Store) deleteWhere(ctx context.Context, what string, owner storage.Account, f storage.NSFilter, match func(storage.Message) bool) (map[storage.Namespace][]string, error) {
+// editWhere applies edit to each of the owner's messages in f, in one
+// write, and returns namespace → sorted hashes of the messages edit
+// reports it changed (removed or re-expired). removes says edit may remove
+// messages, so the message and account counters are saved.
+func (s *Store) editWhere(ctx context.Context, what string, owner storage.Account, f storage.NSFilter, removes bool, edit func(w *wtx, r record) (bool, error)) (map[storage.Namespace][]string, error) {
 	if err := s.enter(ctx); err != nil {
 		return nil, err
 	}
@@ -849,23 +848,33 @@ func (s *Store) deleteWhere(ctx context.Context, what string, owner storage.Acco
 			return err
 		}
 		for _, r := range rs {
-			if !match(r.m) {
-				continue
-			}
-			if err := w.remove(r); err != nil {
+			changed, err := edit(w, r)
+			if err != nil {
 				return err
 			}
-			out[r.m.Namespace] = append(out[r.m.Namespace], r.m.Hash)
+			if changed {
+				out[r.m.Namespace] = append(out[r.m.Namespace], r.m.Hash)
+			}
 		}
-		return w.save()
+		if removes {
+			return w.save()
+		}
+		return nil
 	}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	for _, hs := range out {
-		slices.Sort(hs)
-	}
-	return out, nil
+	return storage.SortedByNamespace(out), nil
+}
+
+// deleteWhere removes the owner's messages in f that match.
+func (s *Store) deleteWhere(ctx context.Context, what string, owner storage.Account, f storage.NSFilter, match func(storage.Message) bool) (map[storage.Namespace][]string, error) {
+	return s.editWhere(ctx, what, owner, f, true, func(w *wtx, r record) (bool, error) {
+		if !match(r.m) {
+			return false, nil
+		}
+		return true, w.remove(r)
+	})
 }
 
 // DeleteAll implements storage.Store.
@@ -880,36 +889,12 @@ func (s *Store) DeleteBefore(ctx context.Context, owner storage.Account, f stora
 
 // ExpireAll implements storage.Store.
 func (s *Store) ExpireAll(ctx context.Context, owner storage.Account, f storage.NSFilter, expiry int64) (map[storage.Namespace][]string, error) {
-	if err := s.enter(ctx); err != nil {
-		return nil, err
-	}
-	defer s.leave()
-	var out map[storage.Namespace][]string
-	err := s.write(0, func(tx *bolt.Tx) error {
-		out = map[storage.Namespace][]string{}
-		w := s.wtx(tx)
-		rs, err := w.records(prefixes(owner, f), false)
-		if err != nil {
-			return err
+	return s.editWhere(ctx, "expire all", owner, f, false, func(w *wtx, r record) (bool, error) {
+		if r.m.Expiry <= expiry {
+			return false, nil
 		}
-		for _, r := range rs {
-			if r.m.Expiry <= expiry {
-				continue
-			}
-			if err := w.setExpiry(r, expiry); err != nil {
-				return err
-			}
-			out[r.m.Namespace] = append(out[r.m.Namespace], r.m.Hash)
-		}
-		return nil
-	}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("expire all: %w", err)
-	}
-	for _, hs := range out {
-		slices.Sort(hs)
-	}
-	return out, nil
+		return true, w.setExpiry(r, expiry)
+	})
 }
 
 // UpdateExpiry implements storage.Store. A hash named twice is applied in
@@ -922,9 +907,9 @@ func (s *Store) UpdateExpiry(ctx context.Context, owner storage.Account, hashes 
 		return nil, err
 	}
 	defer s.leave()
-	var res map[string]*storage.ExpiryUpdate
+	var us storage.ExpiryUpdates
 	err := s.write(0, func(tx *bolt.Tx) error {
-		res = map[string]*storage.ExpiryUpdate{}
+		us = storage.ExpiryUpdates{}
 		w := s.wtx(tx)
 		for i, h := range hashes {
 			r, ok, err := w.get(h)
@@ -934,42 +919,18 @@ func (s *Store) UpdateExpiry(ctx context.Context, owner storage.Account, hashes 
 			if !ok || r.m.Owner != owner {
 				continue
 			}
-			u := res[h]
-			if u == nil {
-				u = &storage.ExpiryUpdate{Hash: h}
-				res[h] = u
-			}
-			if changes(r.m.Expiry, expiries[i], mode) {
+			if _, changed := us.Apply(h, r.m.Expiry, expiries[i], mode); changed {
 				if err := w.setExpiry(r, expiries[i]); err != nil {
 					return err
 				}
-				r.m.Expiry = expiries[i]
-				u.Changed = true
 			}
-			u.Expiry = r.m.Expiry
 		}
 		return nil
 	}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("update expiry: %w", err)
 	}
-	out := make([]storage.ExpiryUpdate, 0, len(res))
-	for _, u := range res {
-		out = append(out, *u)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Hash < out[j].Hash })
-	return out, nil
-}
-
-func changes(cur, want int64, mode storage.ExpiryMode) bool {
-	switch mode {
-	case storage.ExpiryShorten:
-		return want < cur
-	case storage.ExpiryExtend:
-		return want > cur
-	default:
-		return want != cur
-	}
+	return us.List(), nil
 }
 
 // Prune implements storage.Store, in transactions of at most pruneChunk
@@ -1074,23 +1035,18 @@ func (s *Store) DropRange(ctx context.Context, lower, upper uint64) (int, error)
 	return total, nil
 }
 
-func encodeRevocations(rs []revocation) []byte {
+func encodeRevocations(rs []storage.Revocation) []byte {
 	var v []byte
 	for _, r := range rs {
-		v = binary.BigEndian.AppendUint64(v, uint64(r.at))
-		v = binary.BigEndian.AppendUint16(v, uint16(len(r.token)))
-		v = append(v, r.token...)
+		v = binary.BigEndian.AppendUint64(v, uint64(r.At))
+		v = binary.BigEndian.AppendUint16(v, uint16(len(r.Token)))
+		v = append(v, r.Token...)
 	}
 	return v
 }
 
-type revocation struct {
-	at    int64
-	token []byte
-}
-
-func decodeRevocations(v []byte) ([]revocation, error) {
-	var out []revocation
+func decodeRevocations(v []byte) ([]storage.Revocation, error) {
+	var out []storage.Revocation
 	for len(v) > 0 {
 		if len(v) < 10 {
 			return nil, errors.New("revocation list is truncated")
@@ -1099,13 +1055,13 @@ func decodeRevocations(v []byte) ([]revocation, error) {
 		if len(v) < 10+n {
 			return nil, errors.New("revocation list is truncated")
 		}
-		out = append(out, revocation{at: at, token: bytes.Clone(v[10 : 10+n])})
+		out = append(out, storage.Revocation{At: at, Token: bytes.Clone(v[10 : 10+n])})
 		v = v[10+n:]
 	}
 	return out, nil
 }
 
-func (s *Store) updateRevocations(ctx context.Context, owner storage.Account, what string, edit func([]revocation) []revocation) error {
+func (s *Store) updateRevocations(ctx context.Context, owner storage.Account, what string, edit func([]storage.Revocation) []storage.Revocation) error {
 	if err := s.enter(ctx); err != nil {
 		return err
 	}
@@ -1131,30 +1087,16 @@ func (s *Store) updateRevocations(ctx context.Context, owner storage.Account, wh
 
 // Revoke implements storage.Store.
 func (s *Store) Revoke(ctx context.Context, owner storage.Account, tokens [][]byte, now int64) error {
-	return s.updateRevocations(ctx, owner, "revoke", func(list []revocation) []revocation {
-		for _, t := range tokens {
-			list = slices.DeleteFunc(list, func(r revocation) bool { return bytes.Equal(r.token, t) })
-			list = append(list, revocation{at: now, token: bytes.Clone(t)})
-		}
-		// Stable: equal times keep revoke order, so the last revoked is newest.
-		sort.SliceStable(list, func(i, j int) bool { return list[i].at < list[j].at })
-		if len(list) > MaxRevoked {
-			list = list[len(list)-MaxRevoked:]
-		}
-		return list
+	return s.updateRevocations(ctx, owner, "revoke", func(list []storage.Revocation) []storage.Revocation {
+		return storage.Revoke(list, tokens, now)
 	})
 }
 
 // Unrevoke implements storage.Store.
 func (s *Store) Unrevoke(ctx context.Context, owner storage.Account, tokens [][]byte) (int, error) {
 	var n int
-	err := s.updateRevocations(ctx, owner, "unrevoke", func(list []revocation) []revocation {
-		n = 0
-		for _, t := range tokens {
-			before := len(list)
-			list = slices.DeleteFunc(list, func(r revocation) bool { return bytes.Equal(r.token, t) })
-			n += before - len(list)
-		}
+	err := s.updateRevocations(ctx, owner, "unrevoke", func(list []storage.Revocation) []storage.Revocation {
+		list, n = storage.Unrevoke(list, tokens)
 		return list
 	})
 	return n, err
@@ -1179,7 +1121,7 @@ func (s *Store) Revoked(ctx context.Context, owner storage.Account) ([][]byte, e
 	err := s.view(ctx, "revoked", func(tx *bolt.Tx) error {
 		list, err := decodeRevocations(tx.Bucket(bktRev).Get(owner.Bytes()))
 		for _, r := range list {
-			out = append(out, r.token)
+			out = append(out, r.Token)
 		}
 		return err
 	})
@@ -1191,7 +1133,7 @@ func (s *Store) IsRevoked(ctx context.Context, owner storage.Account, token []by
 	var found bool
 	err := s.view(ctx, "is revoked", func(tx *bolt.Tx) error {
 		list, err := decodeRevocations(tx.Bucket(bktRev).Get(owner.Bytes()))
-		found = slices.ContainsFunc(list, func(r revocation) bool { return bytes.Equal(r.token, token) })
+		found = storage.IsRevoked(list, token)
 		return err
 	})
 	return found, err
@@ -1215,10 +1157,10 @@ func (s *Store) Retrieve(ctx context.Context, owner storage.Account, ns storage.
 				start = boxKey(owner, ns, r.seq+1)
 			}
 		}
-		var size int64
+		page := storage.RetrievePage{MaxCount: maxCount, MaxSize: maxSize}
 		c := tx.Bucket(bktBox).Cursor()
 		for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			if maxCount > 0 && len(out) >= maxCount {
+			if page.Full() {
 				more = true
 				return nil
 			}
@@ -1227,8 +1169,7 @@ func (s *Store) Retrieve(ctx context.Context, owner storage.Account, ns storage.
 			if len(v) < recHeader {
 				return fmt.Errorf("index names missing message %d", seq)
 			}
-			sz := 100 + hashLen + int64(len(v)-recHeader)*4/3
-			if maxSize > 0 && len(out) > 0 && size+sz > maxSize {
+			if !page.Take(storage.RetrieveCost(hashLen, len(v)-recHeader)) {
 				more = true
 				return nil
 			}
@@ -1236,7 +1177,6 @@ func (s *Store) Retrieve(ctx context.Context, owner storage.Account, ns storage.
 			if err != nil {
 				return err
 			}
-			size += sz
 			out = append(out, r.m)
 		}
 		return nil
