@@ -131,54 +131,66 @@ func imageFetch(ctx context.Context, args []string) error {
 	return nil
 }
 
+// boardStep holds the flags every per-board build step takes; a step adds
+// its own to fs before calling builder.
+type boardStep struct {
+	fs               *flag.FlagSet
+	board, out, repo *string
+}
+
+func newBoardStep(name, outHelp string) *boardStep {
+	fs := flag.NewFlagSet("snodectl image "+name, flag.ContinueOnError)
+	return &boardStep{
+		fs:    fs,
+		board: fs.String("board", "qemu-arm64", "board: qemu-arm64, rpi3, rpi4"),
+		out:   fs.String("out", "", outHelp+"; required"),
+		repo:  fs.String("repo", "", "repository root"),
+	}
+}
+
+// builder parses args and returns the image builder for the repository.
+func (st *boardStep) builder(args []string) (*assemble.Builder, error) {
+	if err := st.fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if *st.out == "" {
+		return nil, errors.New("--out FILE is required")
+	}
+	return newBuilder(*st.repo)
+}
+
 func imageInitramfs(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("snodectl image initramfs", flag.ContinueOnError)
-	board := fs.String("board", "qemu-arm64", "board: qemu-arm64, rpi3, rpi4")
-	out := fs.String("out", "", "output file (gzip-compressed newc cpio); required")
-	snoded := fs.String("snoded", "", "prebuilt static arm64 snoded (default: build it)")
-	repo := fs.String("repo", "", "repository root")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *out == "" {
-		return errors.New("--out FILE is required")
-	}
-	b, err := newBuilder(*repo)
+	step := newBoardStep("initramfs", "output file (gzip-compressed newc cpio)")
+	snoded := step.fs.String("snoded", "", "prebuilt static arm64 snoded (default: build it)")
+	b, err := step.builder(args)
 	if err != nil {
 		return err
 	}
-	st, err := b.Initramfs(ctx, *board, *snoded, *out)
+	board, out := *step.board, *step.out
+	st, err := b.Initramfs(ctx, board, *snoded, out)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("%s: board %s kernel %s, %d modules, %d files, %d bytes raw, %d bytes gzip\n",
-		*out, *board, st.Kernel, st.Modules, st.Files, st.RawBytes, st.GzipBytes)
+		out, board, st.Kernel, st.Modules, st.Files, st.RawBytes, st.GzipBytes)
 	return nil
 }
 
 func imageKernel(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("snodectl image kernel", flag.ContinueOnError)
-	board := fs.String("board", "qemu-arm64", "board: qemu-arm64, rpi3, rpi4")
-	out := fs.String("out", "", "output file for the arm64 kernel Image; required")
-	dtbOut := fs.String("dtb-out", "", "output file for the board's device tree (rpi3, rpi4)")
-	repo := fs.String("repo", "", "repository root")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *out == "" {
-		return errors.New("--out FILE is required")
-	}
-	b, err := newBuilder(*repo)
+	step := newBoardStep("kernel", "output file for the arm64 kernel Image")
+	dtbOut := step.fs.String("dtb-out", "", "output file for the board's device tree (rpi3, rpi4)")
+	b, err := step.builder(args)
 	if err != nil {
 		return err
 	}
-	kver, err := b.Kernel(ctx, *board, *out, *dtbOut)
+	board, out := *step.board, *step.out
+	kver, err := b.Kernel(ctx, board, out, *dtbOut)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s: kernel %s\n", *out, kver)
+	fmt.Printf("%s: kernel %s\n", out, kver)
 	if *dtbOut != "" {
-		fmt.Printf("%s: device tree for %s\n", *dtbOut, *board)
+		fmt.Printf("%s: device tree for %s\n", *dtbOut, board)
 	}
 	return nil
 }
