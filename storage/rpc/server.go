@@ -151,7 +151,9 @@ func parseJSONRequest(body []byte) (string, map[string]json.RawMessage, *respons
 		r := text(http.StatusBadRequest, "invalid json")
 		return "", nil, &r
 	}
-	if !topKeysExact(body) {
+	if paramsType != nil || !topKeysExact(body) {
+		// (a type error may come from an earlier duplicate "params": the
+		// exact path lets the last one win, as the reference's parser does)
 		top.Method, top.Params, paramsType = exactTopKeys(body)
 	}
 	method, ok := fastString(bytes.TrimSpace(top.Method))

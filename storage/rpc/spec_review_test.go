@@ -5,10 +5,12 @@ package rpc
 // storage/rpcclient, so a mistake shared by our client and server shows.
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -850,4 +852,46 @@ func TestSpecStatusCodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzTopLevelKeys checks parseJSONRequest against the plain reading of
+// §1.1: method = the exact "method" key's string, params = the exact
+// "params" key's object, the last duplicate winning.
+func FuzzTopLevelKeys(f *testing.F) {
+	for _, s := range []string{
+		`{"method":"info","params":{}}`, `{"Method":"info","params":{}}`, `{"method":"x","METHOD":"y","params":{"a":1}}`,
+		`{"params":5,"params":{},"method":"m"}`, `{"params":{},"params":5,"method":"m"}`, `{"a":"\\\"method\"","method":"m","params":{"b":[{"c":"]"}]}}`,
+		`{"meth\u006fd":"m","pAraMs":{}}`, `{"method":"m","paramſ":{}}`, ` { "method" : "m" , "params" : { } } `,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		method, ps, bad := parseJSONRequest(body)
+		var all map[string]json.RawMessage
+		if json.Unmarshal(body, &all) != nil || all == nil {
+			if bad == nil {
+				t.Fatalf("accepted %q, which is no JSON object", body)
+			}
+			return
+		}
+		var wantMethod string
+		rawM := bytes.TrimSpace(all["method"])
+		methodOK := len(rawM) > 0 && rawM[0] == '"' && json.Unmarshal(rawM, &wantMethod) == nil
+		var wantParams map[string]json.RawMessage
+		paramsOK := json.Unmarshal(all["params"], &wantParams) == nil && wantParams != nil
+		switch {
+		case !methodOK:
+			if bad == nil || bad.body != "invalid json: no `method` field" {
+				t.Fatalf("%q: want no method field, got %q %v", body, method, bad)
+			}
+		case !paramsOK:
+			if bad == nil || bad.body != "invalid json: no `params` field" {
+				t.Fatalf("%q: want no params field, got %v", body, bad)
+			}
+		default:
+			if bad != nil || method != wantMethod || len(ps) != len(wantParams) {
+				t.Fatalf("%q: got %q %d params %v, want %q %d params", body, method, len(ps), bad, wantMethod, len(wantParams))
+			}
+		}
+	})
 }
