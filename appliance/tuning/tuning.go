@@ -60,6 +60,15 @@ func bufMax(env Env) uint64 {
 	return min(max(v, 1<<20), 16<<20)
 }
 
+// bufCap is bufMax as a sysctl value (rmem_max, wmem_max).
+func bufCap(env Env) string { return strconv.FormatUint(bufMax(env), 10) }
+
+// tcpMem is a tcp_rmem/tcp_wmem autotuning triple: 4 KiB minimum, the
+// kernel's default def, and bufMax as the maximum.
+func tcpMem(def int) func(Env) string {
+	return func(env Env) string { return fmt.Sprintf("4096 %d %d", def, bufMax(env)) }
+}
+
 // Settings is the table. Order matters only for readability of the report.
 var Settings = []Setting{
 	{Name: "net.core.default_qdisc", Kind: Sysctl, Default: fixed("fq"),
@@ -72,13 +81,13 @@ var Settings = []Setting{
 		Doc: "packets queued per CPU before the stack drops them; a Pi's softirq falls behind in bursts"},
 	{Name: "net.ipv4.tcp_max_syn_backlog", Kind: Sysctl, Default: fixed("4096"),
 		Doc: "half-open connections kept while a handshake burst is served"},
-	{Name: "net.core.rmem_max", Kind: Sysctl, Default: func(e Env) string { return strconv.FormatUint(bufMax(e), 10) },
+	{Name: "net.core.rmem_max", Kind: Sysctl, Default: bufCap,
 		Doc: "socket receive buffer cap, 1/256 of RAM within 1–16 MiB"},
-	{Name: "net.core.wmem_max", Kind: Sysctl, Default: func(e Env) string { return strconv.FormatUint(bufMax(e), 10) },
+	{Name: "net.core.wmem_max", Kind: Sysctl, Default: bufCap,
 		Doc: "socket send buffer cap, 1/256 of RAM within 1–16 MiB"},
-	{Name: "net.ipv4.tcp_rmem", Kind: Sysctl, Default: func(e Env) string { return fmt.Sprintf("4096 131072 %d", bufMax(e)) },
+	{Name: "net.ipv4.tcp_rmem", Kind: Sysctl, Default: tcpMem(131072),
 		Doc: "TCP receive autotuning min/default/max; max follows rmem_max"},
-	{Name: "net.ipv4.tcp_wmem", Kind: Sysctl, Default: func(e Env) string { return fmt.Sprintf("4096 16384 %d", bufMax(e)) },
+	{Name: "net.ipv4.tcp_wmem", Kind: Sysctl, Default: tcpMem(16384),
 		Doc: "TCP send autotuning min/default/max; max follows wmem_max"},
 	{Name: "net.ipv4.tcp_fastopen", Kind: Sysctl, Default: fixed("3"),
 		Doc: "TCP Fast Open as client and server: saves a round trip for repeat peers"},

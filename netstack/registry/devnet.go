@@ -534,40 +534,32 @@ func parseFields(raw json.RawMessage) (map[string]bool, error) {
 	return asDict, nil
 }
 
+// stateFields copies each of oxend's "fields" names from one
+// ServiceNodeState to another (the name is the field's JSON key).
+var stateFields = map[string]func(dst, src *ServiceNodeState){
+	"service_node_pubkey":    func(d, s *ServiceNodeState) { d.ServiceNodePubkey = s.ServiceNodePubkey },
+	"swarm_id":               func(d, s *ServiceNodeState) { d.SwarmID = s.SwarmID },
+	"storage_port":           func(d, s *ServiceNodeState) { d.StoragePort = s.StoragePort },
+	"storage_lmq_port":       func(d, s *ServiceNodeState) { d.StorageLMQPort = s.StorageLMQPort },
+	"public_ip":              func(d, s *ServiceNodeState) { d.PublicIP = s.PublicIP },
+	"pubkey_x25519":          func(d, s *ServiceNodeState) { d.PubkeyX25519 = s.PubkeyX25519 },
+	"pubkey_ed25519":         func(d, s *ServiceNodeState) { d.PubkeyEd25519 = s.PubkeyEd25519 },
+	"funded":                 func(d, s *ServiceNodeState) { d.Funded = s.Funded },
+	"active":                 func(d, s *ServiceNodeState) { d.Active = s.Active },
+	"storage_server_version": func(d, s *ServiceNodeState) { d.StorageServerVersion = s.StorageServerVersion },
+}
+
+// filterFields keeps the fields asked for (nil: all of them); names oxend
+// does not know are ignored, as oxend does.
 func filterFields(st ServiceNodeState, fields map[string]bool) ServiceNodeState {
 	if fields == nil {
 		return st
 	}
 	var out ServiceNodeState
-	if fields["service_node_pubkey"] {
-		out.ServiceNodePubkey = st.ServiceNodePubkey
-	}
-	if fields["swarm_id"] {
-		out.SwarmID = st.SwarmID
-	}
-	if fields["storage_port"] {
-		out.StoragePort = st.StoragePort
-	}
-	if fields["storage_lmq_port"] {
-		out.StorageLMQPort = st.StorageLMQPort
-	}
-	if fields["public_ip"] {
-		out.PublicIP = st.PublicIP
-	}
-	if fields["pubkey_x25519"] {
-		out.PubkeyX25519 = st.PubkeyX25519
-	}
-	if fields["pubkey_ed25519"] {
-		out.PubkeyEd25519 = st.PubkeyEd25519
-	}
-	if fields["funded"] {
-		out.Funded = st.Funded
-	}
-	if fields["active"] {
-		out.Active = st.Active
-	}
-	if fields["storage_server_version"] {
-		out.StorageServerVersion = st.StorageServerVersion
+	for name, copyField := range stateFields {
+		if fields[name] {
+			copyField(&out, &st)
+		}
 	}
 	return out
 }
