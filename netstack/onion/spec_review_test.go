@@ -7,6 +7,7 @@ package onion_test
 // those clients open them.
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdh"
@@ -28,6 +29,8 @@ import (
 	"golang.org/x/crypto/blake2b"
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/snodebox/snodebox/netstack/bencode"
+	"github.com/snodebox/snodebox/netstack/peer"
 	"github.com/snodebox/snodebox/netstack/registry"
 )
 
@@ -363,6 +366,49 @@ func TestSpecOnionErrorMatrix(t *testing.T) {
 					t.Fatalf("%d %s", a.Status, a.Body)
 				}
 			})
+		})
+	}
+}
+
+// §8.6: a hop from another node with hop_no < 1 (or none) counts as hop 1,
+// and the sender increments: the next node is told hop 2.
+func TestSpecPeerHopNumbers(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		hopKey string // bt "hop_no" entry, "" = absent
+		want   int64
+	}{
+		{"absent", "", 2},
+		{"zero", "6:hop_noi0e", 2},
+		{"negative", "6:hop_noi-7e", 2},
+		{"one", "6:hop_noi1e", 2},
+		{"nine", "6:hop_noi9e", 10},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tn := newNet(t, 2, nil)
+			got := make(chan int64, 1)
+			tn.nodes[1].ep.Handle(peer.CmdOnionRequest, func(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
+				v, err := bencode.Unmarshal(body)
+				d, _ := v.(map[string]any)
+				hop, _ := d["hop_no"].(int64)
+				if err != nil {
+					hop = -1000
+				}
+				got <- hop
+				return peer.Reply{Status: 200, Body: []byte("relayed")}
+			})
+			lk := newLayerKey(t, desktop, tn.nodes[0].rec.X25519[:])
+			next := make([]byte, 32)
+			route := `{"destination":"` + tn.nodes[1].rec.Ed25519Hex() + `","ephemeral_key":"` + hex.EncodeToString(next) + `"}`
+			ct := lk.seal(t, u32frame([]byte("next layer"), route))
+			body := "d4:data" + strconv.Itoa(len(ct)) + ":" + string(ct) + "8:enc_type7:aes-gcm13:ephemeral_key32:" + string(lk.eph) + c.hopKey + "e"
+			r := tn.nodes[0].h.HandlePeer(context.Background(), nil, []byte(body))
+			if r.Status != 200 || string(r.Body) != "relayed" {
+				t.Fatalf("%d %q", r.Status, r.Body)
+			}
+			if h := <-got; h != c.want {
+				t.Fatalf("next node told hop_no %d, want %d", h, c.want)
+			}
 		})
 	}
 }
