@@ -49,6 +49,21 @@ run: build
 	$(BIN)/snodectl qemu --board qemu-arm64 --state $(BUILD)/qemu --snoded $(BIN)/snoded-arm64 \
 		--forward 127.0.0.1:22021-:22021 --forward 127.0.0.1:8080-:80
 
+# Every checked-in fuzz target (func FuzzX in a _test.go file) for FUZZTIME
+# each: go test -fuzz takes one target per run. All targets run even after a
+# failure; the failing inputs land in the package's testdata/fuzz/ and the
+# failed targets are listed at the end.
+FUZZTIME ?= 10s
+fuzz: deps
+	@failed=""; \
+	for dir in $$(grep -rlE --include='*_test.go' --exclude-dir=.git --exclude-dir=$(BUILD) --exclude-dir=$(BIN) '^func Fuzz[A-Za-z0-9_]*\(' . | xargs -n1 dirname | sort -u); do \
+		for target in $$(grep -hoE '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | cut -d' ' -f2 | sort -u); do \
+			echo "== $$dir $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$dir || failed="$$failed $$dir:$$target"; \
+		done; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz targets that failed:$$failed"; exit 1; fi
+
 devnet: build
 	$(BIN)/snodectl devnet up --nodes 7 --dir $(BUILD)/devnet
 
