@@ -135,7 +135,7 @@ func (t *Transport) Call(ctx context.Context, to registry.Node, command string, 
 		return peer.Reply{}, classify(ctx, to, command, err)
 	}
 	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
+	out, err := readBody(resp.Body, resp.ContentLength)
 	if err != nil {
 		return peer.Reply{}, classify(ctx, to, command, err)
 	}
@@ -143,6 +143,33 @@ func (t *Transport) Call(ctx context.Context, to registry.Node, command string, 
 		return peer.Reply{}, fmt.Errorf("peer %s %s: reply exceeds %d bytes", to, command, MaxBodyBytes)
 	}
 	return peer.Reply{Status: resp.StatusCode, Body: out}, nil
+}
+
+// readBody reads up to MaxBodyBytes+1 bytes (so the caller sees an
+// over-long body) into a buffer sized from the declared length: every
+// storage_cc and onion hop carries one, and io.ReadAll's growth from 512
+// bytes cost several copies and allocations per call.
+func readBody(r io.Reader, declared int64) ([]byte, error) {
+	if declared < 0 || declared > MaxBodyBytes {
+		return io.ReadAll(io.LimitReader(r, MaxBodyBytes+1))
+	}
+	// One spare byte: the read that finds EOF needs room, and a body
+	// longer than declared still gets read (up to the limit) by growing.
+	buf := make([]byte, 0, declared+1)
+	lr := io.LimitReader(r, MaxBodyBytes+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 func (pc *peerClient) do(ctx context.Context, url string, body []byte, h1 bool) (*http.Response, error) {
@@ -204,6 +231,12 @@ func (t *Transport) pool(to registry.Node) (*peerClient, error) {
 	tc := &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS12,
+		// Resumption: a connection reopened after the idle timeout (or by
+		// an onion relay that talks to a peer now and then) skips the
+		// certificate signature and its check. The cache belongs to this
+		// pool, so it only ever holds sessions with this identity, and
+		// VerifyConnection still checks the key a resumed session carries.
+		ClientSessionCache: tls.NewLRUClientSessionCache(4),
 		// Node certificates are self-signed: the chain proves nothing, the
 		// key does. VerifyConnection replaces chain verification with "the
 		// server holds the Ed25519 key the registry publishes for it".
@@ -296,7 +329,7 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		plain(w, http.StatusRequestEntityTooLarge, "request body too large")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxBodyBytes), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -330,3 +331,67 @@ func TestAddressChangeGetsNewPool(t *testing.T) {
 		t.Fatalf("after move: %v %q", err, r.Body)
 	}
 }
+
+// A connection reopened after the pool dropped its idle ones resumes the
+// TLS session (no certificate signature and check again), and the resumed
+// connection still carries the caller's verified key.
+func TestReconnectResumesSession(t *testing.T) {
+	a, b := newTestNode(t, everyone), newTestNode(t, everyone)
+	var from ed25519.PublicKey
+	b.tr.Handle(peer.CmdPing, func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
+		from = f
+		return peer.Reply{Status: 200, Body: []byte("pong")}
+	})
+	var resumed []bool
+	b.srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resumed = append(resumed, r.TLS.DidResume)
+		b.tr.ServeHTTP(w, r)
+	})
+	for i := 0; i < 3; i++ {
+		if r, err := a.tr.Call(context.Background(), b.rec, peer.CmdPing, nil); err != nil || r.Status != 200 {
+			t.Fatalf("call %d: %v %d", i, err, r.Status)
+		}
+		if !from.Equal(a.keys.Ed25519Pub) {
+			t.Fatalf("call %d: handler saw caller %x", i, []byte(from))
+		}
+		a.tr.CloseIdleConnections()
+	}
+	if got := b.conns.Load(); got != 3 {
+		t.Fatalf("%d connections, want 3 (one per call)", got)
+	}
+	if want := []bool{false, true, true}; !slices.Equal(resumed, want) {
+		t.Fatalf("resumed per connection %v, want %v", resumed, want)
+	}
+}
+
+// Bodies arrive whole whatever their declared length says: exact, absent
+// (chunked), and the size limit is still enforced on both sides.
+func TestReadBody(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		body     int
+		declared int64
+	}{
+		{"empty", 0, 0},
+		{"declared", 1500, 1500},
+		{"chunked", 70_000, -1},
+		{"shorter than declared", 10, 20},
+		{"longer than declared", 3000, 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := bytes.Repeat([]byte{7}, tc.body)
+			out, err := readBody(bytes.NewReader(in), tc.declared)
+			if err != nil || !bytes.Equal(out, in) {
+				t.Fatalf("read %d bytes (%v), want %d", len(out), err, len(in))
+			}
+		})
+	}
+	out, err := readBody(io.LimitReader(zeros{}, MaxBodyBytes+100), MaxBodyBytes)
+	if err != nil || len(out) != MaxBodyBytes+1 {
+		t.Fatalf("over-long body: read %d bytes (%v), want the limit plus one", len(out), err)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
