@@ -4,6 +4,7 @@
 package onion
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/ed25519"
@@ -14,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -262,14 +264,7 @@ func (h *Handler) final(ctx context.Context, c *onionreq.Cipher, in onionreq.Inn
 
 // sealed encrypts {"status": status, "body": body} with the layer's key.
 func (h *Handler) sealed(c *onionreq.Cipher, status int, body json.RawMessage, b64 bool) result {
-	msg, err := json.Marshal(struct {
-		Status int             `json:"status"`
-		Body   json.RawMessage `json:"body"`
-	}{status, body})
-	if err != nil {
-		h.cfg.Logger.Error("encode onion response", "err", err)
-		return plain(http.StatusInternalServerError, "Internal error")
-	}
+	msg := responseJSON(status, body)
 	ct, err := c.Seal(msg)
 	if err != nil {
 		h.cfg.Logger.Error("seal onion response", "err", err)
@@ -281,6 +276,26 @@ func (h *Handler) sealed(c *onionreq.Cipher, status int, body json.RawMessage, b
 	out := make([]byte, base64.StdEncoding.EncodedLen(len(ct)))
 	base64.StdEncoding.Encode(out, ct)
 	return result{status: http.StatusOK, body: out, ctype: "text/plain"}
+}
+
+// responseJSON is json.Marshal of {"status": status, "body": body} written
+// by hand around the body, which is valid JSON (checked or built by the
+// caller): json.Marshal of a RawMessage re-scans it to compact it, a second
+// full pass over a retrieve answer. HTMLEscape keeps the bytes json.Marshal
+// wrote ('<', '>', '&', U+2028 and U+2029 escaped inside strings).
+func responseJSON(status int, body json.RawMessage) []byte {
+	msg := make([]byte, 0, len(body)+32)
+	msg = append(msg, `{"status":`...)
+	msg = strconv.AppendInt(msg, int64(status), 10)
+	msg = append(msg, `,"body":`...)
+	if bytes.ContainsAny(body, "<>&\u2028\u2029") {
+		var esc bytes.Buffer
+		json.HTMLEscape(&esc, body)
+		msg = append(msg, esc.Bytes()...)
+	} else {
+		msg = append(msg, body...)
+	}
+	return append(msg, '}')
 }
 
 func mustJSON(s string) json.RawMessage {
