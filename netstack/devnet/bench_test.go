@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snodebox/snodebox/appliance/procstat"
 	"github.com/snodebox/snodebox/storage"
 	"github.com/snodebox/snodebox/storage/msgstore"
 	"github.com/snodebox/snodebox/storage/rpcclient"
@@ -137,21 +138,10 @@ func devnetCPU(nodes []NodeInfo) time.Duration {
 	return sum
 }
 
-// procCPU is the user+system CPU time process pid has used (/proc/PID/stat
-// fields 14 and 15, in USER_HZ ticks, fixed at 100 on Linux).
+// procCPU is the user+system CPU time process pid has used.
 func procCPU(pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(raw)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100
+	d, _ := procstat.CPUTime(pid)
+	return d
 }
 
 // BenchmarkJoinDump: a 6th node joins a 5-node swarm whose members each
