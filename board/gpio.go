@@ -150,8 +150,7 @@ type SoftLED struct {
 	mu      sync.Mutex
 	steady  bool
 	lastFlk time.Time
-	stop    chan struct{}
-	done    chan struct{}
+	player  *stepPlayer
 	release func()
 }
 
@@ -168,11 +167,8 @@ func OpenGPIOLED(n int) (*SoftLED, error) {
 }
 
 func (s *SoftLED) halt() {
-	if s.stop != nil {
-		close(s.stop)
-		<-s.done
-		s.stop, s.done = nil, nil
-	}
+	s.player.Stop()
+	s.player = nil
 }
 
 // Show implements LEDDriver.
@@ -192,22 +188,7 @@ func (s *SoftLED) Show(p Pattern) error {
 	default:
 		return s.Set(false)
 	}
-	stop, done := make(chan struct{}), make(chan struct{})
-	s.stop, s.done = stop, done
-	go func() {
-		defer close(done)
-		t := time.NewTimer(0)
-		defer t.Stop()
-		for i := 0; ; i = (i + 1) % len(steps) {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			s.Set(steps[i].On)
-			t.Reset(max(steps[i].D, time.Millisecond))
-		}
-	}()
+	s.player = playSteps(steps, func(on bool) { s.Set(on) })
 	return nil
 }
 

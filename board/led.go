@@ -78,8 +78,7 @@ type SysfsLED struct {
 	steady   bool // showing steady on
 	oneshot  bool // steady via inverted oneshot: flicker is one write
 	lastFlk  time.Time
-	stopSoft chan struct{}
-	softDone chan struct{}
+	player   *stepPlayer // software blinking, when running
 }
 
 // FindLED returns the status LED's directory under a sysfs root ("/sys"):
@@ -276,34 +275,55 @@ func (l *SysfsLED) software(steps []Step) error {
 	if total <= 0 {
 		return errors.New("LED pattern has no duration")
 	}
-	stop, done := make(chan struct{}), make(chan struct{})
-	l.stopSoft, l.softDone = stop, done
-	go func() {
-		defer close(done)
-		t := time.NewTimer(0)
-		defer t.Stop()
-		for i := 0; ; i = (i + 1) % len(steps) {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			lvl := "0"
-			if steps[i].On {
-				lvl = strconv.Itoa(l.max)
-			}
-			l.write("brightness", lvl)
-			t.Reset(steps[i].D)
+	l.player = playSteps(steps, func(on bool) {
+		lvl := "0"
+		if on {
+			lvl = strconv.Itoa(l.max)
 		}
-	}()
+		l.write("brightness", lvl)
+	})
 	return nil
 }
 
 func (l *SysfsLED) stopSoftware() {
-	if l.stopSoft != nil {
-		close(l.stopSoft)
-		<-l.softDone
-		l.stopSoft, l.softDone = nil, nil
+	l.player.Stop()
+	l.player = nil
+}
+
+// stepPlayer shows a pattern's steps in a loop from its own goroutine until
+// stopped: the software blinking of a GPIO LED, and of a sysfs LED whose
+// kernel lacks the timer and pattern triggers.
+type stepPlayer struct {
+	stop, done chan struct{}
+}
+
+// playSteps starts showing steps with set, from the first step at once.
+// Each step lasts at least a millisecond, so a pattern of zero durations
+// cannot spin a core.
+func playSteps(steps []Step, set func(on bool)) *stepPlayer {
+	p := &stepPlayer{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		t := time.NewTimer(0)
+		defer t.Stop()
+		for i := 0; ; i = (i + 1) % len(steps) {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+			}
+			set(steps[i].On)
+			t.Reset(max(steps[i].D, time.Millisecond))
+		}
+	}()
+	return p
+}
+
+// Stop ends the loop and waits for it; a nil player is stopped already.
+func (p *stepPlayer) Stop() {
+	if p != nil {
+		close(p.stop)
+		<-p.done
 	}
 }
 
