@@ -37,11 +37,11 @@ type testNode struct {
 	rec    registry.Node
 }
 
-func newTestNode(t *testing.T, known func(ed25519.PublicKey) bool) *testNode {
+func newTestNode(t testing.TB, known func(ed25519.PublicKey) bool) *testNode {
 	return startTestNode(t, known, false)
 }
 
-func startTestNode(t *testing.T, known func(ed25519.PublicKey) bool, h1Only bool) *testNode {
+func startTestNode(t testing.TB, known func(ed25519.PublicKey) bool, h1Only bool) *testNode {
 	t.Helper()
 	keys, err := identity.Generate()
 	if err != nil {
