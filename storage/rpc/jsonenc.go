@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/snodebox/snodebox/storage"
 )
 
 // appendJSON writes an answer body the way encoding/json does with HTML
@@ -100,6 +102,8 @@ func appendJSON(dst []byte, v any) ([]byte, bool) {
 			dst = strconv.AppendInt(dst, e, 10)
 		}
 		return append(dst, ']'), true
+	case retrievedMessages:
+		return x.appendJSON(dst), true
 	case []int:
 		if x == nil {
 			return append(dst, "null"...), true
@@ -193,3 +197,33 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// retrievedMessages is the "messages" list of a retrieve answer, encoded
+// straight from the stored messages: building a map per message for the
+// encoder was a hundred allocations per 20-message answer.
+type retrievedMessages []storage.Message
+
+// appendJSON writes [{"data","expiration","hash","timestamp"}, …] (keys in
+// encoding/json's order; empty data as "", never null; [] when empty).
+func (ms retrievedMessages) appendJSON(dst []byte) []byte {
+	dst = append(dst, '[')
+	for i, m := range ms {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"data":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, m.Data)
+		dst = append(dst, `","expiration":`...)
+		dst = strconv.AppendInt(dst, m.Expiry, 10)
+		dst = append(dst, `,"hash":`...)
+		dst = appendJSONString(dst, m.Hash)
+		dst = append(dst, `,"timestamp":`...)
+		dst = strconv.AppendInt(dst, m.Timestamp, 10)
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
+}
+
+// MarshalJSON keeps the same answer when a body falls back to
+// encoding/json.
+func (ms retrievedMessages) MarshalJSON() ([]byte, error) { return ms.appendJSON(nil), nil }

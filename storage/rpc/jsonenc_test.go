@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+
+	"github.com/snodebox/snodebox/storage"
 )
 
 // stdJSON is what answers looked like before appendJSON: encoding/json with
@@ -123,4 +125,33 @@ func BenchmarkEncodeRetrieveAnswer(b *testing.B) {
 			encodeJSON(response{200, body})
 		}
 	})
+}
+
+// A retrieve answer's messages encode as the per-message maps they replace
+// did (spec §4.2 fields; empty data as "", an empty list as []), directly
+// and through the encoding/json fallback.
+func TestRetrievedMessagesMatchMaps(t *testing.T) {
+	for _, msgs := range [][]storage.Message{
+		nil,
+		{},
+		{{Hash: "rY7K5YXNsg7d8LBP6R4OoOr6L7IMFxa3Tr8ca5v5nBI", Timestamp: 1700000000000, Expiry: 1700086400000, Data: []byte("hello <world> & more")}},
+		{{Hash: "a", Timestamp: 1, Expiry: 2, Data: nil}, {Hash: "b\"\\\u2028", Timestamp: -3, Expiry: 4, Data: []byte{}}, {Hash: "c", Data: bytes.Repeat([]byte{0xff, 0}, 700)}},
+	} {
+		maps := make([]any, 0, len(msgs))
+		for _, m := range msgs {
+			data := m.Data
+			if data == nil {
+				data = []byte{}
+			}
+			maps = append(maps, map[string]any{"hash": m.Hash, "timestamp": m.Timestamp, "expiration": m.Expiry, "data": data})
+		}
+		want := stdJSON(t, map[string]any{"messages": maps, "more": true})
+		got, ok := appendJSON(nil, map[string]any{"messages": retrievedMessages(msgs), "more": true})
+		if !ok || !bytes.Equal(got, want) {
+			t.Errorf("appendJSON: %v\n got %s\nwant %s", ok, got, want)
+		}
+		if fallback := stdJSON(t, map[string]any{"messages": retrievedMessages(msgs), "more": true}); !bytes.Equal(fallback, want) {
+			t.Errorf("encoding/json fallback:\n got %s\nwant %s", fallback, want)
+		}
+	}
 }

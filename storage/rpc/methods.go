@@ -321,17 +321,7 @@ func (r *retrieveReq) run(ctx context.Context, s *Server, c *call) response {
 		s.cfg.Logger.Error("retrieve failed", "err", err)
 		return text(http.StatusInternalServerError, "Internal Server Error. Could not retrieve messages for "+obfuscate(r.account))
 	}
-	out := make([]any, 0, len(msgs))
-	for _, m := range msgs {
-		data := m.Data
-		if data == nil {
-			data = []byte{} // "" rather than null for an empty message
-		}
-		out = append(out, map[string]any{
-			"hash": m.Hash, "timestamp": m.Timestamp, "expiration": m.Expiry, "data": data,
-		})
-	}
-	body := map[string]any{"messages": out, "more": more}
+	body := map[string]any{"messages": retrievedMessages(msgs), "more": more}
 	s.addMisc(body, c)
 	return response{http.StatusOK, body}
 }
