@@ -575,6 +575,16 @@ func (w *wtx) insert(m storage.Message) error {
 // get finds a message by hash, without its data.
 func (w *wtx) get(hash string) (record, bool, error) { return lookup(w.tx, hash, false) }
 
+// lookupOwned finds a message by hash only when owner owns it: hashes are
+// global, and an account may only see or change its own messages.
+func lookupOwned(tx *bolt.Tx, hash string, owner storage.Account) (record, bool, error) {
+	r, ok, err := lookup(tx, hash, false)
+	if err != nil || !ok || r.m.Owner != owner {
+		return record{}, false, err
+	}
+	return r, true, nil
+}
+
 // remove deletes a stored message and its index entries.
 func (w *wtx) remove(r record) error {
 	if err := w.msg.Delete(seqKey(r.seq)); err != nil {
@@ -802,11 +812,11 @@ func (s *Store) Delete(ctx context.Context, owner storage.Account, hashes []stri
 		deleted = nil
 		w := s.wtx(tx)
 		for _, h := range hashes {
-			r, ok, err := w.get(h)
+			r, ok, err := lookupOwned(tx, h, owner)
 			if err != nil {
 				return err
 			}
-			if !ok || r.m.Owner != owner {
+			if !ok {
 				continue
 			}
 			if err := w.remove(r); err != nil {
@@ -912,11 +922,11 @@ func (s *Store) UpdateExpiry(ctx context.Context, owner storage.Account, hashes 
 		us = storage.ExpiryUpdates{}
 		w := s.wtx(tx)
 		for i, h := range hashes {
-			r, ok, err := w.get(h)
+			r, ok, err := lookupOwned(tx, h, owner)
 			if err != nil {
 				return err
 			}
-			if !ok || r.m.Owner != owner {
+			if !ok {
 				continue
 			}
 			if _, changed := us.Apply(h, r.m.Expiry, expiries[i], mode); changed {
@@ -1189,11 +1199,11 @@ func (s *Store) GetExpiries(ctx context.Context, owner storage.Account, hashes [
 	out := map[string]int64{}
 	err := s.view(ctx, "get expiries", func(tx *bolt.Tx) error {
 		for _, h := range hashes {
-			r, ok, err := lookup(tx, h, false)
+			r, ok, err := lookupOwned(tx, h, owner)
 			if err != nil {
 				return err
 			}
-			if ok && r.m.Owner == owner {
+			if ok {
 				out[h] = r.m.Expiry
 			}
 		}
