@@ -138,15 +138,7 @@ func (r Request) MarshalPeer() []byte {
 	out = strconv.AppendInt(out, int64(n), 10)
 	out = append(out, ':')
 	out = append(out, r.Ciphertext...)
-	out = append(out, "8:enc_type"...)
-	out = strconv.AppendInt(out, int64(len(et)), 10)
-	out = append(out, ':')
-	out = append(out, et...)
-	out = append(out, "13:ephemeral_key32:"...)
-	out = append(out, r.EphemeralKey[:]...)
-	out = append(out, "6:hop_noi"...)
-	out = strconv.AppendInt(out, int64(r.HopNo), 10)
-	return append(out, "ee"...)
+	return r.appendPeerTail(out, et)
 }
 
 // Kind is what a decrypted layer asks the hop to do (spec §8.3).
@@ -346,6 +338,21 @@ func hexKey(s string) ([32]byte, error) {
 	return k, nil
 }
 
+// appendPeerTail writes the keys after "data" of the sn.onion_request dict
+// (sorted: enc_type, ephemeral_key, hop_no) and closes it; MarshalPeer and
+// the in-place RelayBody share it so the two encodings cannot drift apart.
+func (r Request) appendPeerTail(out []byte, et string) []byte {
+	out = append(out, "8:enc_type"...)
+	out = strconv.AppendInt(out, int64(len(et)), 10)
+	out = append(out, ':')
+	out = append(out, et...)
+	out = append(out, "13:ephemeral_key32:"...)
+	out = append(out, r.EphemeralKey[:]...)
+	out = append(out, "6:hop_noi"...)
+	out = strconv.AppendInt(out, int64(r.HopNo), 10)
+	return append(out, "ee"...)
+}
+
 // Headroom is how many free bytes a relay keeps in front of a decrypted
 // layer (OpenAppend(make([]byte, Headroom, …), ct)) so RelayBody can frame
 // the next hop's body around the blob where it lies.
@@ -372,13 +379,5 @@ func RelayBody(full []byte, in Inner, hopNo int) []byte {
 	copy(full[start:], p)
 	out := full[start : blobAt+n]
 	et := r.EncType.String()
-	out = append(out, "8:enc_type"...)
-	out = strconv.AppendInt(out, int64(len(et)), 10)
-	out = append(out, ':')
-	out = append(out, et...)
-	out = append(out, "13:ephemeral_key32:"...)
-	out = append(out, r.EphemeralKey[:]...)
-	out = append(out, "6:hop_noi"...)
-	out = strconv.AppendInt(out, int64(r.HopNo), 10)
-	return append(out, "ee"...)
+	return r.appendPeerTail(out, et)
 }
