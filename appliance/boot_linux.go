@@ -39,6 +39,7 @@ type device struct {
 	watchdog board.Watchdog
 	wdStop   chan struct{}
 	bootDev  string // FAT boot partition ("" = none)
+	bootPart partition
 	link     *link.Manager
 	cmdline  config.Cmdline
 }
@@ -234,6 +235,7 @@ func (rt *app) boot() {
 	}
 	rt.system = supervise.New(rt.policy, nil, rt.log)
 	rt.setupHealth()
+	rt.setupSlots()
 	services := []supervise.Service{
 		{Name: "health", Run: rt.monitor.Run},
 		{Name: "clock", Run: rt.clock.Run},
@@ -243,6 +245,15 @@ func (rt *app) boot() {
 	}
 	if p := rt.cfg.Ports.Status; p != 0 {
 		services = append(services, rt.statusService(fmt.Sprintf(":%d", p), rt.cfg.Status.LANOnly))
+	}
+	if rt.slots != nil {
+		services = append(services, supervise.Service{Name: "slots", Run: func(ctx context.Context) error {
+			err := rt.slots.Run(ctx)
+			if err == nil {
+				<-ctx.Done() // committed: nothing more to do this boot
+			}
+			return err
+		}})
 	}
 	sysCtx, sysCancel := context.WithCancel(context.Background())
 	sysDone := make(chan struct{})
@@ -411,7 +422,7 @@ func (rt *app) loadConfig() {
 		if err := unix.Mount(dev, BootMount, "vfat", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "umask=0077"); err != nil {
 			rt.log.Warn("mount boot partition", "dev", dev, "err", err)
 		} else {
-			d.bootDev = dev
+			d.bootDev, d.bootPart = dev, p
 			c, err := config.Load(filepath.Join(BootMount, config.FileName))
 			rt.cfg = c
 			if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/snodebox/snodebox/appliance/logring"
 	"github.com/snodebox/snodebox/appliance/node"
 	"github.com/snodebox/snodebox/appliance/procstat"
+	"github.com/snodebox/snodebox/appliance/slots"
 	"github.com/snodebox/snodebox/appliance/status"
 	"github.com/snodebox/snodebox/appliance/supervise"
 	"github.com/snodebox/snodebox/appliance/tuning"
@@ -57,8 +58,9 @@ type app struct {
 	tuned    []tuning.Result
 	data     dataState
 	slot     string
-	gens     int // node generations started (restarts + 1)
-	resets   int // factory resets done
+	slots    *slots.Agent // nil unless U-Boot's script booted a slot
+	gens     int          // node generations started (restarts + 1)
+	resets   int          // factory resets done
 	statusLn net.Listener
 
 	sigTarget func(cmd uintptr) // device: a signal asks for reboot/power off
@@ -128,6 +130,12 @@ func (rt *app) setupHealth() {
 					out = append(out, sup.CrashLooping()...)
 				}
 				return out
+			},
+			Rollback: func() string {
+				if rt.slots == nil {
+					return ""
+				}
+				return rt.slots.RollbackReason()
 			},
 			RPC: func(ctx context.Context) error {
 				if n, _ := rt.current(); n == nil {
@@ -242,6 +250,10 @@ func (rt *app) Report() status.Report {
 	}
 	r.Slot = rt.slot
 	rt.mu.Unlock()
+	if rt.slots != nil {
+		st := rt.slots.Status()
+		r.Update = &status.Update{Status: st}
+	}
 	r.ConfigError = rt.cfgErr
 	r.Logs = rt.ring.Lines()
 	if r.Reasons == nil {
@@ -358,6 +370,15 @@ func (rt *app) onServicesStarted() {
 // statusCode logs (and on the device prints) a short status: the LED state
 // and the first reason, the same thing the blinks say.
 func (rt *app) statusCode() {
+	if rt.slots != nil && rt.slots.RollbackReason() != "" {
+		// A short press acknowledges a rollback (DESIGN §4: degraded
+		// until acknowledged or the next good update).
+		rt.slots.Acknowledge()
+		rt.log.Info("rollback acknowledged")
+		if !rt.hosted {
+			markers.mark("rollback acknowledged")
+		}
+	}
 	h := rt.monitor.Check(context.Background())
 	code := int(h.LED) + 1
 	rt.log.Info("status", "code", code, "led", h.LED.String(), "healthy", h.Healthy, "reasons", h.Reasons, "warnings", h.Warnings)

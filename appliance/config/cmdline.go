@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Cmdline is what the kernel command line says about snodebox (contract
@@ -17,9 +18,10 @@ type Cmdline struct {
 	StatusPort    int      // -1 = not set (0 is a valid "no status page")
 	StatusLANOnly *bool
 	Registry      string
-	Watchdog      *bool    // snode.watchdog=0 keeps /dev/watchdog closed (QEMU raspi3b resets at once when it is opened)
-	Slot          string   // snode.slot: the A/B slot U-Boot booted (shown on the status page)
-	Unknown       []string // snode.* keys we do not know (logged, not fatal)
+	Watchdog      *bool         // snode.watchdog=0 keeps /dev/watchdog closed (QEMU raspi3b resets at once when it is opened)
+	Slot          string        // snode.slot: the A/B slot U-Boot booted (shown on the status page)
+	HealthWindow  time.Duration // snode.health_window: overrides update.health_window (0 = not set)
+	Unknown       []string      // snode.* keys we do not know (logged, not fatal)
 }
 
 // ReadCmdline parses /proc/cmdline.
@@ -93,7 +95,18 @@ func ParseCmdline(s string) (Cmdline, error) {
 			}
 			c.Watchdog = &b
 		case "snode.slot":
+			if v != "A" && v != "B" {
+				errs = append(errs, fmt.Sprintf("snode.slot=%q: want A or B", v))
+				continue
+			}
 			c.Slot = v
+		case "snode.health_window":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 20*time.Second || d > 24*time.Hour {
+				errs = append(errs, fmt.Sprintf("snode.health_window=%q: want a duration from 20s to 24h", v))
+				continue
+			}
+			c.HealthWindow = d
 		default:
 			c.Unknown = append(c.Unknown, k)
 		}
@@ -145,5 +158,8 @@ func (c *Config) Apply(cl Cmdline) {
 	}
 	if cl.Registry != "" {
 		c.Registry = cl.Registry
+	}
+	if cl.HealthWindow != 0 {
+		c.Update.HealthWindow = Duration(cl.HealthWindow)
 	}
 }

@@ -7,6 +7,7 @@ package config
 
 import (
 	"bytes"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -60,10 +62,34 @@ type Status struct {
 	LANOnly bool `toml:"lan_only"`
 }
 
-// Update is where signed images come from.
+// Update is where signed images come from and how a newly booted slot is
+// judged.
 type Update struct {
 	Channel string `toml:"channel"` // https URL of the update manifest ("" = no automatic updates)
+	// HealthWindow is how long a slot on trial has to become healthy before
+	// it reboots unmarked (and, its attempts spent, the old slot boots).
+	HealthWindow Duration `toml:"health_window"`
 }
+
+// DefaultHealthWindow is update.health_window's default: a Pi 3 reaches
+// healthy in well under a minute, a slow DHCP server or time sync included.
+const DefaultHealthWindow = 5 * time.Minute
+
+// Duration is a TOML string like "5m" or "90s".
+type Duration time.Duration
+
+// UnmarshalText reads a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration like \"5m\" or \"90s\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes it back.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
 // Board overrides the hardware defaults of the detected board.
 type Board struct {
@@ -95,6 +121,7 @@ func Defaults() Config {
 		Network:  Network{Mode: "dhcp"},
 		Ports:    Ports{RPC: 22021, Status: 80},
 		Status:   Status{LANOnly: true},
+		Update:   Update{HealthWindow: Duration(DefaultHealthWindow)},
 		Board:    Board{LEDGPIO: -1, ButtonGPIO: -1},
 		NTP:      NTP{Servers: append([]string(nil), DefaultNTP...)},
 		Tuning:   TuningValues{},
@@ -234,6 +261,9 @@ func (c Config) validate() []problem {
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			bad("update.channel", "must be an http(s) URL, got %q", c.Update.Channel)
 		}
+	}
+	if w := time.Duration(c.Update.HealthWindow); w < 20*time.Second || w > 24*time.Hour {
+		bad("update.health_window", "must be between 20s and 24h, got %s", w)
 	}
 	if c.Board.LEDGPIO < -1 || c.Board.LEDGPIO > 53 {
 		bad("board.led_gpio", "must be a BCM GPIO number 0–53 (or -1 for the board default), got %d", c.Board.LEDGPIO)
@@ -401,4 +431,22 @@ func (t *TuningValues) UnmarshalTOML(v any) error {
 	}
 	*t = out
 	return nil
+}
+
+//go:embed snodebox.example.toml
+var example []byte
+
+// Example is the commented example file the image puts on the boot
+// partition, with every setting commented out: a card nobody edited boots
+// with the defaults, and each line shows the user what to change.
+func Example() []byte {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(string(example), "\n") {
+		t := strings.TrimSpace(line)
+		if t != "" && !strings.HasPrefix(t, "#") && !strings.HasPrefix(t, "[") {
+			line = "# " + line
+		}
+		b.WriteString(line)
+	}
+	return []byte(b.String())
 }

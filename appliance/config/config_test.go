@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestExampleFileParses(t *testing.T) {
@@ -139,7 +140,11 @@ func TestCmdline(t *testing.T) {
 		{line: "snode.data=LABEL=snode-data snode.ntp= snode.status_lan_only=1\n",
 			want: Cmdline{Data: "LABEL=snode-data", NTPSet: true, StatusPort: -1, StatusLANOnly: &yes}},
 		{line: `snode.data="/dev/mmcblk0p4" snode.future=1`, want: Cmdline{Data: "/dev/mmcblk0p4", StatusPort: -1, Unknown: []string{"snode.future"}}},
-		{line: "snode.watchdog=0 snode.slot=b", want: Cmdline{StatusPort: -1, Watchdog: &no, Slot: "b"}},
+		{line: "snode.watchdog=0 snode.slot=B", want: Cmdline{StatusPort: -1, Watchdog: &no, Slot: "B"}},
+		// U-Boot's script writes exactly A or B; anything else is a broken script.
+		{line: "snode.slot=b", want: Cmdline{StatusPort: -1}, wantErr: "snode.slot"},
+		{line: "snode.health_window=90s", want: Cmdline{StatusPort: -1, HealthWindow: 90 * time.Second}},
+		{line: "snode.health_window=5s", want: Cmdline{StatusPort: -1}, wantErr: "snode.health_window"},
 		{line: "snode.rpc_port=99999", want: Cmdline{StatusPort: -1}, wantErr: "snode.rpc_port"},
 		{line: "snode.registry=bogus", want: Cmdline{StatusPort: -1}, wantErr: "snode.registry"},
 	}
@@ -164,7 +169,37 @@ func TestCmdlineOverridesFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Apply(cl)
+	if time.Duration(c.Update.HealthWindow) != DefaultHealthWindow {
+		t.Errorf("health window %v without snode.health_window, want the default %v", time.Duration(c.Update.HealthWindow), DefaultHealthWindow)
+	}
 	if c.Ports.RPC != 22021 || c.Ports.Status != 8080 || len(c.NTP.Servers) != 0 || c.Status.LANOnly {
 		t.Errorf("after Apply: ports %+v ntp %v lan_only %v", c.Ports, c.NTP.Servers, c.Status.LANOnly)
+	}
+}
+
+func TestHealthWindow(t *testing.T) {
+	c, err := Parse([]byte("[update]\nhealth_window = \"90s\"\n"), "t.toml")
+	if err != nil || time.Duration(c.Update.HealthWindow) != 90*time.Second {
+		t.Fatalf("health_window 90s: %v, %v", time.Duration(c.Update.HealthWindow), err)
+	}
+	for _, bad := range []string{`"soon"`, `"5s"`, `"48h"`} {
+		_, err := Parse([]byte("[update]\nhealth_window = "+bad+"\n"), "t.toml")
+		if err == nil || !strings.Contains(err.Error(), "health_window") {
+			t.Errorf("health_window = %s: error %v, want one naming update.health_window", bad, err)
+		}
+	}
+}
+
+func TestExampleForTheCard(t *testing.T) {
+	// The copy on a new card sets nothing: it parses to the defaults.
+	c, err := Parse(Example(), "snodebox.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c, Defaults()) {
+		t.Errorf("the card's snodebox.toml is not all defaults:\n%+v\n%+v", c, Defaults())
+	}
+	if !strings.Contains(string(Example()), "# hostname = ") {
+		t.Error("the card's snodebox.toml lost the commented settings")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/snodebox/snodebox/appliance/node"
+	"github.com/snodebox/snodebox/appliance/slots"
 	"github.com/snodebox/snodebox/board"
 )
 
@@ -24,8 +25,27 @@ type Report struct {
 	Tuning       []Tuned        `json:"tuning"`
 	Peers        []PeerState    `json:"peers"`
 	Slot         string         `json:"slot"`
+	Update       *Update        `json:"update"` // nil: not booted from a slot (hosted, kernel+initramfs)
 	ConfigError  string         `json:"config_error,omitempty"`
 	Logs         []string       `json:"logs"`
+}
+
+// Update is /status.json's "update" object: the A/B slots (booted slot,
+// the other slot's state, the last switch and why) and, from the update
+// agent, the last update attempt and what the channel offers.
+type Update struct {
+	slots.Status
+	Last      *Attempt `json:"last,omitempty"`
+	Available string   `json:"available,omitempty"`
+	Updating  bool     `json:"updating,omitempty"`
+}
+
+// Attempt is one update attempt as the agent records it.
+type Attempt struct {
+	Version string    `json:"version"`
+	Result  string    `json:"result"` // committed, rolled-back, refused, failed
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
 }
 
 // ServiceState is one supervised service.

@@ -19,7 +19,11 @@ func init() {
 }
 
 func imageUsage() error {
-	return errors.New(`usage: snodectl image <lock|fetch|initramfs|kernel> [flags]
+	return errors.New(`usage: snodectl image <build|flash|slot|show|lock|fetch|initramfs|kernel> [flags]
+  build --board B --out FILE [--snoded BIN] [--version V]   a flashable SD-card image (boot, slot A, slot B, data)
+  flash --image FILE --device /dev/sdX [--force]            write it to a card and read it back
+  slot --image FILE --slot A|B --from IMAGE [--trial]       copy a slot from another image (boot it next with --trial)
+  show --image FILE                                         partitions, slots and boot state of an image or card
   lock [--check|--refresh]                  print, check against the archive, or re-resolve and rewrite image/debian.lock
   fetch [--all]                             download and verify the pinned packages into build/debian
   initramfs --board B --out FILE [--snoded PATH]
@@ -34,6 +38,14 @@ func imageCmd(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	switch args[0] {
+	case "build":
+		return imageBuild(ctx, args[1:])
+	case "flash":
+		return imageFlash(ctx, args[1:])
+	case "slot":
+		return imageSlot(ctx, args[1:])
+	case "show":
+		return imageShow(ctx, args[1:])
 	case "lock":
 		return imageLock(ctx, args[1:])
 	case "fetch":

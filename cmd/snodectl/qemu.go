@@ -51,6 +51,7 @@ func qemuCmd(args []string) error {
 	ntp := fs.String("ntp", "", "snode.ntp= time servers host[:port],… (default none: QEMU's network reaches nothing)")
 	snoded := fs.String("snoded", "", "prebuilt static arm64 snoded (default: build it)")
 	repo := fs.String("repo", "", "repository root")
+	image := fs.String("image", "", "boot this SD-card image (snodectl image build) through U-Boot; a copy is kept in --state")
 	grace := fs.Duration("grace", 60*time.Second, "on interrupt, how long to wait for the guest to power off before killing QEMU")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -69,16 +70,33 @@ func qemuCmd(args []string) error {
 	if machine == "raspi3b" && size&(size-1) != 0 {
 		return fmt.Errorf("--disk-size %s: raspi3b needs a power of two (QEMU's SD card)", *diskSize)
 	}
-	b, err := newBuilder(*repo)
-	if err != nil {
-		return err
-	}
 	stateDir, _ := filepath.Abs(*state)
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if *image != "" {
+		if *appendArgs != "" || *ntp != "" || *snoded != "" {
+			return errors.New("--append, --ntp and --snoded apply to the kernel+initramfs boot; with --image the boot script builds the command line (bootargs.env on the boot partition adds to it)")
+		}
+		ib, err := qemu.PrepareImage(ctx, machine, *image, stateDir, size, os.Stderr)
+		if err != nil {
+			return err
+		}
+		if ib.Created {
+			fmt.Fprintf(os.Stderr, "qemu: new disk %s from %s (the first boot grows its data partition)\n", ib.Disk, *image)
+		}
+		return runQEMU(ctx, qemu.Config{
+			Machine: machine, Firmware: ib.Firmware, DTB: ib.DTB, Disk: ib.Disk,
+			StateDir: stateDir, Forwards: fwd, Console: os.Stdout, Log: log,
+		}, *grace, "U-Boot, "+filepath.Base(*image))
+	}
+	b, err := newBuilder(*repo)
+	if err != nil {
+		return err
+	}
 	// While building, an interrupt just stops the build.
 	buildCtx, stopBuild := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	bf, err := b.ForQEMU(buildCtx, machine, *snoded, filepath.Join(stateDir, "boot"))
@@ -86,10 +104,6 @@ func qemuCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	// Once QEMU runs, an interrupt powers the guest off cleanly.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	diskPath := filepath.Join(stateDir, "data.img")
 	created, extended, err := disk.Ensure(diskPath, size)
 	if err != nil {
@@ -101,19 +115,27 @@ func qemuCmd(args []string) error {
 	case extended:
 		fmt.Fprintf(os.Stderr, "qemu: data disk %s extended to %s (the next boot grows the partition)\n", diskPath, *diskSize)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	m, err := qemu.Start(ctx, qemu.Config{
+	return runQEMU(ctx, qemu.Config{
 		Machine: machine, Kernel: bf.Kernel, Initrd: bf.Initrd, DTB: bf.DTB, Disk: diskPath,
 		StateDir: stateDir, Forwards: fwd, Append: *appendArgs, NTP: *ntp,
 		Console: os.Stdout, Log: log,
-	})
+	}, *grace, "kernel "+bf.KVer)
+}
+
+// runQEMU boots cfg and runs until the guest powers off; an interrupt
+// powers it off cleanly (a second one kills QEMU).
+func runQEMU(ctx context.Context, cfg qemu.Config, grace time.Duration, what string) error {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	m, err := qemu.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	for _, f := range fwd {
+	for _, f := range cfg.Forwards {
 		fmt.Fprintf(os.Stderr, "qemu: %s:%d → guest port %d\n", f.HostAddr, f.HostPort, f.GuestPort)
 	}
-	fmt.Fprintf(os.Stderr, "qemu: %s booting (kernel %s); Ctrl-C powers the guest off\n", machine, bf.KVer)
+	fmt.Fprintf(os.Stderr, "qemu: %s booting (%s); Ctrl-C powers the guest off\n", cfg.Machine, what)
 	select {
 	case <-m.Done():
 		return m.Wait()
@@ -124,7 +146,7 @@ func qemuCmd(args []string) error {
 		<-sigs
 		m.Kill()
 	}()
-	clean, err := m.Stop(*grace)
+	clean, err := m.Stop(grace)
 	if clean {
 		return nil
 	}

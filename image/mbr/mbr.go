@@ -27,6 +27,9 @@ type Entry struct {
 	Type     byte
 	StartLBA uint32
 	Sectors  uint32
+	// Bootable sets the active flag (0x80): U-Boot's distro boot scans the
+	// bootable partitions of a disk for its script first.
+	Bootable bool
 }
 
 // Bytes is the partition's size in bytes.
@@ -56,7 +59,10 @@ func PutEntry(sector []byte, e Entry) error {
 		return fmt.Errorf("mbr: entry index %d, want 0..3", e.Index)
 	}
 	b := sector[entriesOffset+16*e.Index : entriesOffset+16*(e.Index+1)]
-	b[0] = 0x00 // not bootable
+	b[0] = 0x00
+	if e.Bootable {
+		b[0] = 0x80
+	}
 	// CHS fields are unused by Linux; the conventional "beyond CHS range"
 	// filler every modern partitioner writes.
 	copy(b[1:4], []byte{0xfe, 0xff, 0xff})
@@ -81,7 +87,7 @@ func Parse(sector []byte) ([]Entry, error) {
 		if b[4] == 0 {
 			continue
 		}
-		out = append(out, Entry{Index: i, Type: b[4], StartLBA: binary.LittleEndian.Uint32(b[8:]), Sectors: binary.LittleEndian.Uint32(b[12:])})
+		out = append(out, Entry{Index: i, Type: b[4], StartLBA: binary.LittleEndian.Uint32(b[8:]), Sectors: binary.LittleEndian.Uint32(b[12:]), Bootable: b[0] == 0x80})
 	}
 	return out, nil
 }

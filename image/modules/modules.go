@@ -39,6 +39,8 @@ var (
 		"qemu-arm64": append([]string{
 			"virtio_pci", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
 			"virtio_blk", "failover", "net_failover", "virtio_net",
+			// The PCI watchdog QEMU adds when it boots a disk image through U-Boot.
+			"i6300esb?",
 		}, common...),
 		"rpi3": append(append([]string{
 			"bcm2835", "sdhci?", "sdhci-pltfm?", "sdhci-iproc?", "mmc_block?",

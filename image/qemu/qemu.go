@@ -95,6 +95,12 @@ type Config struct {
 	Console io.Writer
 	Log     *slog.Logger
 	Binary  string // default qemu-system-aarch64
+	// Firmware boots Disk as a whole SD-card image through U-Boot instead
+	// of Kernel/Initrd: virt loads it as -bios, raspi3b as the "kernel" the
+	// Pi firmware would have started (with DTB as the firmware's device
+	// tree). The guest reboots itself (slot fallback needs that), so QEMU
+	// is not told -no-reboot, and virt gets an i6300esb watchdog.
+	Firmware string
 }
 
 // DataDevice is where each machine shows the data disk.
@@ -140,14 +146,20 @@ func QMPPath(stateDir string) string { return filepath.Join(stateDir, "qmp.sock"
 
 // Args returns the QEMU command line (after the binary).
 func (c Config) Args() ([]string, error) {
-	if c.Kernel == "" || c.Initrd == "" || c.Disk == "" || c.StateDir == "" {
-		return nil, errors.New("qemu: kernel, initrd, disk and state dir are required")
+	if c.Firmware == "" && (c.Kernel == "" || c.Initrd == "") {
+		return nil, errors.New("qemu: kernel and initrd (or firmware and a disk image) are required")
+	}
+	if c.Disk == "" || c.StateDir == "" {
+		return nil, errors.New("qemu: disk and state dir are required")
 	}
 	netdev := "user,id=n0,restrict=on"
 	for _, f := range c.Forwards {
 		netdev += fmt.Sprintf(",hostfwd=tcp:%s:%d-:%d", f.HostAddr, f.HostPort, f.GuestPort)
 	}
-	args := []string{"-nographic", "-no-reboot", "-nodefaults"}
+	args := []string{"-nographic", "-nodefaults"}
+	if c.Firmware == "" {
+		args = append(args, "-no-reboot")
+	}
 	switch c.Machine {
 	case "virt":
 		args = append(args,
@@ -158,6 +170,10 @@ func (c Config) Args() ([]string, error) {
 			"-netdev", netdev,
 			"-device", "virtio-net-pci,netdev=n0,romfile=",
 		)
+		if c.Firmware != "" {
+			// A hung guest is reset by the watchdog as a board's would be.
+			args = append(args, "-bios", c.Firmware, "-device", "i6300esb")
+		}
 	case "raspi3b":
 		if c.DTB == "" {
 			return nil, errors.New("qemu: raspi3b needs a DTB")
@@ -182,8 +198,13 @@ func (c Config) Args() ([]string, error) {
 	default:
 		return nil, fmt.Errorf("qemu: unknown machine %q", c.Machine)
 	}
+	switch {
+	case c.Firmware == "":
+		args = append(args, "-kernel", c.Kernel, "-initrd", c.Initrd, "-append", c.Cmdline())
+	case c.Machine == "raspi3b":
+		args = append(args, "-kernel", c.Firmware)
+	}
 	args = append(args,
-		"-kernel", c.Kernel, "-initrd", c.Initrd, "-append", c.Cmdline(),
 		"-qmp", "unix:"+QMPPath(c.StateDir)+",server=on,wait=off",
 		"-monitor", "none",
 	)
