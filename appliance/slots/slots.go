@@ -231,12 +231,13 @@ func (a *Agent) Start() error {
 		a.rec.LastBooted = a.Booted
 		changed = true
 	}
-	// Only a slot with somewhere to fall back to is on trial: rebooting a
-	// fresh card's only system (or one whose partner is bad) would just
-	// boot it again, every health window, for as long as the network is
-	// down.
-	committed := a.self.BuildID != "" && a.rec.Committed[a.Booted] == a.self.BuildID
-	a.trial = !committed && a.otherOK && a.bs.Left[other] > 0
+	// A slot is on trial when it was never healthy on this card and the
+	// other slot holds a system that was: only then is there something
+	// better to fall back to. A fresh card's slots were never healthy, so
+	// a node that waits for its network cable is not rebooted every health
+	// window.
+	a.trial = !a.committed(a.self.BuildID) && a.otherOK && a.committed(a.other.BuildID) && a.bs.Left[other] > 0
+	committed := a.committed(a.self.BuildID)
 	if changed {
 		if err := a.saveRecord(); err != nil {
 			a.Log.Error("save slot record", "err", err)
@@ -287,10 +288,24 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
+// committed: a slot with this build id was healthy on this card (the
+// same system in the other slot counts: it is the same files).
+func (a *Agent) committed(id string) bool {
+	if id == "" {
+		return false
+	}
+	for _, c := range a.rec.Committed {
+		if c == id {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *Agent) commit() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	wasTrial := a.trial || a.rec.Committed[a.Booted] != a.self.BuildID
+	wasTrial := a.trial || !a.committed(a.self.BuildID)
 	a.bs.MarkGood(a.Booted)
 	if a.bs.First() != a.Booted && a.bs.Left[a.bs.First()] == 0 {
 		a.bs.Prefer(a.Booted)
@@ -358,7 +373,7 @@ func (a *Agent) Status() Status {
 		BootedSlot:   a.Booted,
 		Version:      a.self.Version,
 		BuildID:      a.self.BuildID,
-		Committed:    a.self.BuildID != "" && a.rec.Committed[a.Booted] == a.self.BuildID,
+		Committed:    a.committed(a.self.BuildID),
 		OtherSlot:    Other{Version: a.other.Version, State: a.bs.State(other, !a.otherOK)},
 		LastSwitch:   a.rec.LastSwitch,
 		HealthWindow: a.Window.String(),

@@ -118,7 +118,9 @@ func (b *Builder) Image(ctx context.Context, o ImageOptions) (ImageStats, error)
 		return st, err
 	}
 	seed := o.Board + " " + st.Version
-	if err := sdcard.Build(ctx, sdcard.Spec{Out: o.Out, Layout: o.Layout, Boot: bootDir, SlotA: slotDir, Seed: seed, Progress: b.Progress, Scratch: work, Epoch: sourceDateEpoch()}); err != nil {
+	// Both slots start with the same system: a card whose slot A is
+	// damaged still boots, from B.
+	if err := sdcard.Build(ctx, sdcard.Spec{Out: o.Out, Layout: o.Layout, Boot: bootDir, SlotA: slotDir, SlotB: slotDir, Seed: seed, Progress: b.Progress, Scratch: work, Epoch: sourceDateEpoch()}); err != nil {
 		return st, err
 	}
 	fi, err := os.Stat(o.Out)
@@ -244,7 +246,7 @@ func (b *Builder) BootTree(ctx context.Context, board, dir string, extra map[str
 	if err := compileScript(ctx, script, dir); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, slot.StateFile), slot.Default().Marshal(), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, slot.StateFile), slot.Fresh().Marshal(), 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, config.FileName), config.Example(), 0o644); err != nil {

@@ -79,9 +79,9 @@ func Check(target string, o Options) error {
 	if fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
 		return fmt.Errorf("%s is neither a block device nor a regular file", target)
 	}
-	st, ok := fi.Sys().(*unix.Stat_t)
-	if !ok {
-		return fmt.Errorf("%s: cannot read its device number", target)
+	var st unix.Stat_t
+	if err := unix.Stat(target, &st); err != nil {
+		return fmt.Errorf("%s: %w", target, err)
 	}
 	name, err := blockName(o.SysBlock, unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
 	if err != nil {
@@ -199,7 +199,9 @@ func Write(ctx context.Context, image, target string, o Options) (Result, error)
 	r.Device = tfi != nil && !tfi.Mode().IsRegular()
 	flags := os.O_WRONLY | os.O_CREATE
 	if r.Device {
-		flags |= unix.O_EXCL // the kernel refuses while anything holds the disk
+		// Without O_CREAT, O_EXCL on a block device is an exclusive open:
+		// the kernel refuses while anything holds the disk.
+		flags = os.O_WRONLY | unix.O_EXCL
 	}
 	out, err := os.OpenFile(target, flags, 0o644)
 	if err != nil {

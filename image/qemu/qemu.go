@@ -162,8 +162,15 @@ func (c Config) Args() ([]string, error) {
 	}
 	switch c.Machine {
 	case "virt":
+		machine := "virt"
+		if c.Firmware != "" {
+			// With firmware QEMU turns ACPI on and sends the power key as an
+			// ACPI event; U-Boot hands Linux the device tree, where it is
+			// the GPIO key PID 1 listens to.
+			machine = "virt,acpi=off"
+		}
 		args = append(args,
-			"-M", "virt", "-cpu", "cortex-a72", "-m", "512", "-smp", "2",
+			"-M", machine, "-cpu", "cortex-a72", "-m", "512", "-smp", "2",
 			"-serial", "stdio",
 			"-drive", "file="+c.Disk+",if=none,format=raw,id=d0",
 			"-device", "virtio-blk-pci,drive=d0",

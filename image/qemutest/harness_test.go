@@ -142,6 +142,7 @@ type boot struct {
 	statusPort int
 	console    *os.File
 	name       string
+	disk       string // image boots: the kept card
 }
 
 // start boots a machine with the data disk in state and forwards the RPC

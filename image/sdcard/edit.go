@@ -149,3 +149,14 @@ func MakeSlotImage(ctx context.Context, img string, l Layout, dir, seed string, 
 	}
 	return MakeFAT(ctx, img, int64(l.SlotMiB)*mib, "SNODE-SLOT", volumeID(seed, "slot"), dir, epoch)
 }
+
+// CopyOut copies every file of a FAT partition into dir.
+func (c *Card) CopyOut(ctx context.Context, part int, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := run(ctx, []string{"MTOOLS_SKIP_CHECK=1"}, "", "mcopy", "-s", "-n", "-i", c.mtoolsImage(part), "::/*", dir); err != nil {
+		return fmt.Errorf("copy partition %d of %s: %w", part, c.Path, err)
+	}
+	return nil
+}

@@ -93,14 +93,19 @@ type BootState struct {
 	Left  map[string]int // attempts left per slot
 }
 
-// Default is the state of a freshly built card: slot A with every attempt,
-// slot B empty. The boot script starts from the same values when the file
-// is missing or unreadable.
+// Default is what the boot script assumes when bootstate.txt is missing or
+// unreadable: slot A with every attempt, slot B none (it may be empty).
 func Default() BootState {
 	return BootState{Order: []string{"A", "B"}, Left: map[string]int{"A": MaxAttempts, "B": 0}}
 }
 
 func leftKey(s string) string { return "BOOT_" + s + "_LEFT" }
+
+// Fresh is the state a built card starts with: the same system in both
+// slots, A first, each with every attempt.
+func Fresh() BootState {
+	return BootState{Order: []string{"A", "B"}, Left: map[string]int{"A": MaxAttempts, "B": MaxAttempts}}
+}
 
 // Parse reads bootstate.txt. U-Boot's export ends the text with a NUL and
 // may order the lines differently; unknown names are ignored (a later
