@@ -16,7 +16,7 @@ ifeq ($(HOME),)
 export HOME := $(shell getent passwd $$(id -u) | cut -d: -f6)
 endif
 
-.PHONY: all deps build test bench run run-hosted devnet fuzz clean
+.PHONY: all deps build image test bench run run-kernel run-hosted devnet fuzz clean
 
 all: build
 
@@ -43,10 +43,24 @@ bench: deps
 run-hosted: build
 	$(BIN)/snoded run --data $(BUILD)/hosted --listen 127.0.0.1:22021 --status 127.0.0.1:8080
 
-# The image under QEMU -M virt: storage RPC on https://127.0.0.1:22021, status
-# page on http://127.0.0.1:8080. Ctrl-C powers the guest off cleanly.
+# A flashable SD-card image: make image BOARD=rpi4 (rpi3, qemu-arm64).
+BOARD ?= qemu-arm64
+IMAGE  = $(BUILD)/image/snodebox-$(BOARD).img
+image: build
+	$(BIN)/snodectl image build --board $(BOARD) --snoded $(BIN)/snoded-arm64 --out $(IMAGE)
+
+# The qemu-arm64 SD-card image under QEMU -M virt, booted through U-Boot and
+# the A/B slots: storage RPC on https://127.0.0.1:22021, status page on
+# http://127.0.0.1:8080. The card is kept in build/qemu (data and slots
+# survive reruns). Ctrl-C powers the guest off cleanly.
 run: build
-	$(BIN)/snodectl qemu --board qemu-arm64 --state $(BUILD)/qemu --snoded $(BIN)/snoded-arm64 \
+	$(BIN)/snodectl image build --board qemu-arm64 --snoded $(BIN)/snoded-arm64 --out $(BUILD)/image/snodebox-qemu-arm64.img
+	$(BIN)/snodectl qemu --board qemu-arm64 --image $(BUILD)/image/snodebox-qemu-arm64.img --state $(BUILD)/qemu \
+		--forward 127.0.0.1:22021-:22021 --forward 127.0.0.1:8080-:80
+
+# The fast path tests use: kernel and initramfs straight into QEMU, no U-Boot.
+run-kernel: build
+	$(BIN)/snodectl qemu --board qemu-arm64 --state $(BUILD)/qemu-kernel --snoded $(BIN)/snoded-arm64 \
 		--forward 127.0.0.1:22021-:22021 --forward 127.0.0.1:8080-:80
 
 # Every checked-in fuzz target (func FuzzX in a _test.go file) for FUZZTIME

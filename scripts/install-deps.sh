@@ -6,7 +6,7 @@
 set -euo pipefail
 
 need_pkgs=(
-	qemu-system-arm qemu-utils dosfstools mtools e2fsprogs kmod
+	qemu-system-arm qemu-utils dosfstools mtools e2fsprogs kmod util-linux
 	device-tree-compiler u-boot-tools minisign iproute2 cpio xz-utils
 	ca-certificates curl chromium
 	debian-archive-keyring apt dpkg

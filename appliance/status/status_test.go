@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/snodebox/snodebox/appliance/node"
+	"github.com/snodebox/snodebox/appliance/slots"
 	"github.com/snodebox/snodebox/board"
 	"github.com/snodebox/snodebox/board/sim"
 )
@@ -278,5 +279,53 @@ func TestHumanFormats(t *testing.T) {
 		if got := HumanDuration(d); got != want {
 			t.Errorf("HumanDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// The "update" object (image issue contract) in JSON and in words.
+func TestUpdateObjectAndItsWords(t *testing.T) {
+	at := time.Date(2026, 12, 4, 10, 30, 0, 0, time.UTC)
+	r := sampleReport()
+	r.Update = &Update{Status: slots.Status{
+		BootedSlot: "A", Version: "v1", Committed: true, HealthWindow: "5m0s",
+		OtherSlot:  slots.Other{Version: "v2", State: "bad"},
+		LastSwitch: &slots.Switch{From: "B", To: "A", Reason: "slot B (version v2) did not start: its attempts ran out", At: at},
+		Rollback:   "slot B (version v2) did not start: its attempts ran out",
+	}}
+	h := Handler(SourceFunc(func() Report { return r }), nil)
+	var got struct {
+		Update struct {
+			BootedSlot string `json:"booted_slot"`
+			Version    string `json:"version"`
+			OtherSlot  struct {
+				Version string `json:"version"`
+				State   string `json:"state"`
+			} `json:"other_slot"`
+			LastSwitch struct {
+				From, To, Reason string
+				At               time.Time
+			} `json:"last_switch"`
+		} `json:"update"`
+	}
+	if err := json.Unmarshal(get(t, h, "/status.json").Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	u := got.Update
+	if u.BootedSlot != "A" || u.Version != "v1" || u.OtherSlot.State != "bad" || u.OtherSlot.Version != "v2" ||
+		u.LastSwitch.From != "B" || u.LastSwitch.To != "A" || !u.LastSwitch.At.Equal(at) {
+		t.Errorf("update object %+v", u)
+	}
+	body := get(t, h, "/").Body.String()
+	for _, want := range []string{"Running slot <b>A</b>, version <b>v1</b>", "marked good", "bad: it failed",
+		"Last switch from slot B to slot A at 2026-12-04 10:30 UTC", "An update was rolled back", "Press the button briefly"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	// Hosted and kernel+initramfs boots have no slots: "update" is null.
+	var plain map[string]json.RawMessage
+	json.Unmarshal(get(t, Handler(SourceFunc(sampleReport), nil), "/status.json").Body.Bytes(), &plain)
+	if string(plain["update"]) != "null" {
+		t.Errorf("update without slots: %s", plain["update"])
 	}
 }

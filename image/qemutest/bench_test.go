@@ -1,11 +1,15 @@
 package qemutest
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/snodebox/snodebox/image/assemble"
 	"github.com/snodebox/snodebox/image/disk"
+	"github.com/snodebox/snodebox/image/sdcard"
 )
 
 // Reference figures from DESIGN.md §8 (measured on these 2-core machines);
@@ -51,4 +55,51 @@ func BenchmarkBoot(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// BenchmarkImage builds the qemu-arm64 card and reports build seconds,
+// image and slot sizes, QEMU power-on to healthy through U-Boot and the A/B
+// script, and how long a rollback takes: from power-on with a panicking
+// slot B selected to slot A marked good again.
+func BenchmarkImage(b *testing.B) {
+	e := setup(b)
+	im := e.images(b) // also builds the bad slots
+	out := filepath.Join(e.repo, "build", "qemutest", "bench-image", "card.img")
+	bb := *e.b
+	bb.Version = "bench"
+	start := time.Now()
+	st, err := bb.Image(context.Background(), assemble.ImageOptions{Board: "qemu-arm64", Out: out, Snoded: e.snoded})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(time.Since(start).Seconds(), "s_image_build")
+	b.ReportMetric(float64(st.Bytes)/(1<<20), "image_MiB")
+	b.ReportMetric(float64(st.SlotBytes)/1e6, "slot_MB")
+	b.ReportMetric(float64(sdcard.DefaultLayout.SlotMiB), "slot_partition_MiB")
+	b.ReportMetric(float64(st.Bytes)/(256<<20), "image_vs_256MiB")
+	for i := 0; i < b.N; i++ {
+		state := e.freshState(b, "bench-image")
+		bt := e.startImage(b, state, im.base, "bench-image-1")
+		healthy := bt.expect(guardHealthy, "snodebox: healthy")
+		good := bt.expect(guardMarker, "slot marked good")
+		bt.powerOff()
+		card, err := sdcard.Open(bt.disk)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := card.WriteSlot("B", im.slots["panic"]); err != nil {
+			b.Fatal(err)
+		}
+		bs := cardState(b, bt.disk)
+		bs.SetTrial("B")
+		card.SetBootState(context.Background(), bs)
+		bt2 := e.startImage(b, state, im.base, "bench-image-2")
+		back := bt2.expect(guardHealthy*2, "slot marked good")
+		bt2.m.Kill()
+		<-bt2.m.Done()
+		b.ReportMetric(healthy.At.Seconds(), "s_poweron_to_healthy")
+		b.ReportMetric(good.At.Seconds(), "s_poweron_to_slot_good")
+		b.ReportMetric(back.At.Seconds(), "s_rollback_poweron_to_good")
+	}
+	b.ReportMetric(0, "ns/op")
 }
