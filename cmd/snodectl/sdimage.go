@@ -19,12 +19,23 @@ func imageBuild(ctx context.Context, args []string) error {
 	snoded := step.fs.String("snoded", "", "prebuilt static arm64 snoded (default: build it)")
 	version := step.fs.String("version", "", "version stamped into snoded and the slot manifest (default: git describe)")
 	slotArgs := step.fs.String("slot-bootargs", "", "extra kernel arguments for slot A (slot.env)")
+	var relKeys, adminKeys keyFiles
+	step.fs.Var(&relKeys, "release-key", "public key (release keygen's snodebox.pub) whose signed releases the node installs (repeatable, for rotation)")
+	step.fs.Var(&adminKeys, "admin-key", "public key allowed to push updates (snodectl update push; repeatable)")
 	b, err := step.builder(args)
 	if err != nil {
 		return err
 	}
+	rk, err := relKeys.read()
+	if err != nil {
+		return err
+	}
+	ak, err := adminKeys.read()
+	if err != nil {
+		return err
+	}
 	b.Version = *version
-	st, err := b.Image(ctx, assemble.ImageOptions{Board: *step.board, Out: *step.out, Snoded: *snoded, SlotBootArgs: *slotArgs})
+	st, err := b.Image(ctx, assemble.ImageOptions{Board: *step.board, Out: *step.out, Snoded: *snoded, SlotBootArgs: *slotArgs, ReleaseKeys: rk, AdminKeys: ak})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/snodebox/snodebox/appliance/config"
 	"github.com/snodebox/snodebox/image/debpkg"
+	"github.com/snodebox/snodebox/image/release"
 	"github.com/snodebox/snodebox/image/sdcard"
 	"github.com/snodebox/snodebox/image/slot"
 )
@@ -26,6 +27,10 @@ type ImageOptions struct {
 	// SlotBootArgs go into slot A's slot.env (extra kernel arguments the
 	// boot script adds for that slot).
 	SlotBootArgs string
+	// ReleaseKeys and AdminKeys are the minisign public keys (file
+	// contents) the system trusts for updates and for admin pushes; they
+	// live in the slot, covered by its manifest.
+	ReleaseKeys, AdminKeys []byte
 	// Files are extra files for the boot partition (name → contents), e.g.
 	// release keys.
 	Files map[string][]byte
@@ -108,7 +113,7 @@ func (b *Builder) Image(ctx context.Context, o ImageOptions) (ImageStats, error)
 	slotDir := filepath.Join(work, "slot")
 	bootDir := filepath.Join(work, "boot")
 	b.progressf("image: %s: slot A (kernel, initramfs, device trees)\n", o.Board)
-	m, ist, err := b.SlotTree(ctx, o.Board, o.Snoded, o.SlotBootArgs, slotDir)
+	m, ist, err := b.SlotTree(ctx, SlotSpec{Board: o.Board, Snoded: o.Snoded, BootArgs: o.SlotBootArgs, ReleaseKeys: o.ReleaseKeys, AdminKeys: o.AdminKeys}, slotDir)
 	if err != nil {
 		return st, err
 	}
@@ -157,10 +162,22 @@ func treeBytes(dir string) int64 {
 	return n
 }
 
+// SlotSpec is what goes into one slot.
+type SlotSpec struct {
+	Board    string
+	Snoded   string // prebuilt static arm64 snoded; "" builds one
+	BootArgs string // slot.env's slot_bootargs
+	// Trusted keys (minisign public key files or lines), written as
+	// release-keys.txt and admin-keys.txt; nil writes none.
+	ReleaseKeys, AdminKeys []byte
+}
+
 // SlotTree writes one slot's files into dir: the kernel Image, the board's
-// initramfs, its DTBs (Pi boards), slot.env and manifest.json.
-func (b *Builder) SlotTree(ctx context.Context, board, snoded, bootArgs, dir string) (slot.Manifest, InitramfsStats, error) {
+// initramfs, its DTBs (Pi boards), slot.env, the trusted key lists and
+// manifest.json.
+func (b *Builder) SlotTree(ctx context.Context, sp SlotSpec, dir string) (slot.Manifest, InitramfsStats, error) {
 	var ist InitramfsStats
+	board, snoded, bootArgs := sp.Board, sp.Snoded, sp.BootArgs
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return slot.Manifest{}, ist, err
 	}
@@ -185,6 +202,18 @@ func (b *Builder) SlotTree(ctx context.Context, board, snoded, bootArgs, dir str
 	}
 	if err := os.WriteFile(filepath.Join(dir, slot.EnvFile), []byte("slot_bootargs="+bootArgs+"\n"), 0o644); err != nil {
 		return slot.Manifest{}, ist, err
+	}
+	for name, keys := range map[string][]byte{release.SlotReleaseKeys: sp.ReleaseKeys, release.SlotAdminKeys: sp.AdminKeys} {
+		if keys == nil {
+			continue
+		}
+		parsed, err := release.ParsePublicKeys(keys)
+		if err != nil {
+			return slot.Manifest{}, ist, fmt.Errorf("%s: %w", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), release.KeysText(parsed), 0o644); err != nil {
+			return slot.Manifest{}, ist, err
+		}
 	}
 	m, err := slot.NewManifest(dir, b.version(), board, kver)
 	if err != nil {

@@ -65,7 +65,7 @@ func (e *env) buildImages() (*images, error) {
 	mk := func(name, bootArgs string, breakIt func(slotDir string) error) error {
 		sd := filepath.Join(dir, "slot-"+name)
 		os.RemoveAll(sd)
-		if _, _, err := b.SlotTree(ctx, "qemu-arm64", e.snoded, bootArgs, sd); err != nil {
+		if _, _, err := b.SlotTree(ctx, assemble.SlotSpec{Board: "qemu-arm64", Snoded: e.snoded, BootArgs: bootArgs}, sd); err != nil {
 			return err
 		}
 		if breakIt != nil {
@@ -81,7 +81,7 @@ func (e *env) buildImages() (*images, error) {
 			}
 		}
 		img := filepath.Join(dir, "slot-"+name+".img")
-		if err := sdcard.MakeSlotImage(ctx, img, sdcard.Layout{}, sd, name, time.Time{}); err != nil {
+		if err := sdcard.MakeSlotImage(ctx, img, 0, sd, name, time.Time{}); err != nil {
 			return err
 		}
 		im.slots[name] = img

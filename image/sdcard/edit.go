@@ -138,16 +138,31 @@ func (c *Card) ExtractPart(n int, out string) error {
 	return o.Close()
 }
 
-// MakeSlotImage writes a slot filesystem image of the layout's slot size
-// holding dir: what an update writes into the other slot.
-func MakeSlotImage(ctx context.Context, img string, l Layout, dir, seed string, epoch time.Time) error {
-	if l == (Layout{}) {
-		l = DefaultLayout
-	}
+// MakeSlotImage writes a slot filesystem image holding dir: what an update
+// writes to the start of the other slot's partition. size 0 fits the
+// content with room to spare (FAT32's smallest is 33 MiB); the filesystem
+// says its own size, so the rest of the partition is never read.
+func MakeSlotImage(ctx context.Context, img string, size int64, dir, seed string, epoch time.Time) error {
 	if epoch.IsZero() {
 		epoch = time.Unix(1767225600, 0)
 	}
-	return MakeFAT(ctx, img, int64(l.SlotMiB)*mib, "SNODE-SLOT", volumeID(seed, "slot"), dir, epoch)
+	if size == 0 {
+		var n int64
+		filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+			if err == nil && fi.Mode().IsRegular() {
+				n += fi.Size()
+			}
+			return nil
+		})
+		size = (n + n/4 + 4*mib + mib - 1) / mib * mib
+		if size < 40*mib {
+			size = 40 * mib
+		}
+	}
+	if max := int64(DefaultLayout.SlotMiB) * mib; size > max {
+		return fmt.Errorf("slot image of %d MiB does not fit a %d MiB slot", size/mib, max/mib)
+	}
+	return MakeFAT(ctx, img, size, "SNODE-SLOT", volumeID(seed, "slot"), dir, epoch)
 }
 
 // CopyOut copies every file of a FAT partition into dir.
