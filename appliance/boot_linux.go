@@ -236,6 +236,7 @@ func (rt *app) boot() {
 	rt.system = supervise.New(rt.policy, nil, rt.log)
 	rt.setupHealth()
 	rt.setupSlots()
+	rt.setupUpdates()
 	services := []supervise.Service{
 		{Name: "health", Run: rt.monitor.Run},
 		{Name: "clock", Run: rt.clock.Run},
@@ -245,6 +246,9 @@ func (rt *app) boot() {
 	}
 	if p := rt.cfg.Ports.Status; p != 0 {
 		services = append(services, rt.statusService(fmt.Sprintf(":%d", p), rt.cfg.Status.LANOnly))
+	}
+	if rt.updater != nil {
+		services = append(services, supervise.Service{Name: "update", Run: rt.updater.Run})
 	}
 	if rt.slots != nil {
 		services = append(services, supervise.Service{Name: "slots", Run: func(ctx context.Context) error {
@@ -262,6 +266,9 @@ func (rt *app) boot() {
 		rt.system.Run(sysCtx, services)
 	}()
 	stopSystem := func() {
+		if rt.updater != nil {
+			rt.updater.Stop() // never write a slot while shutting down
+		}
 		sysCancel()
 		select {
 		case <-sysDone:

@@ -25,6 +25,7 @@ import (
 	"github.com/snodebox/snodebox/appliance/status"
 	"github.com/snodebox/snodebox/appliance/supervise"
 	"github.com/snodebox/snodebox/appliance/tuning"
+	"github.com/snodebox/snodebox/appliance/update"
 	"github.com/snodebox/snodebox/board"
 	"github.com/snodebox/snodebox/board/sim"
 	"github.com/snodebox/snodebox/netstack/clock"
@@ -59,6 +60,7 @@ type app struct {
 	data     dataState
 	slot     string
 	slots    *slots.Agent // nil unless U-Boot's script booted a slot
+	updater  *update.Agent
 	gens     int          // node generations started (restarts + 1)
 	resets   int          // factory resets done
 	statusLn net.Listener
@@ -131,6 +133,7 @@ func (rt *app) setupHealth() {
 				}
 				return out
 			},
+			Updating: func() bool { return rt.updater != nil && rt.updater.Status().Updating },
 			Rollback: func() string {
 				if rt.slots == nil {
 					return ""
@@ -251,8 +254,15 @@ func (rt *app) Report() status.Report {
 	r.Slot = rt.slot
 	rt.mu.Unlock()
 	if rt.slots != nil {
-		st := rt.slots.Status()
-		r.Update = &status.Update{Status: st}
+		r.Update = &status.Update{Status: rt.slots.Status()}
+		if rt.updater != nil {
+			us := rt.updater.Status()
+			r.Update.Available, r.Update.Updating = us.Available, us.Updating
+			if us.Last != nil {
+				r.Update.Last = &status.Attempt{Version: us.Last.Version, Result: us.Last.Result, Reason: us.Last.Reason, At: us.Last.At}
+			}
+			r.Update.RollbackIndex = us.Index
+		}
 	}
 	r.ConfigError = rt.cfgErr
 	r.Logs = rt.ring.Lines()

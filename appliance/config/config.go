@@ -21,6 +21,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/snodebox/snodebox/appliance/tuning"
+	"github.com/snodebox/snodebox/image/release"
 )
 
 // FileName is the config file's name on the boot partition.
@@ -69,7 +70,18 @@ type Update struct {
 	// HealthWindow is how long a slot on trial has to become healthy before
 	// it reboots unmarked (and, its attempts spent, the old slot boots).
 	HealthWindow Duration `toml:"health_window"`
+	// Interval is how often the channel is checked (with jitter).
+	Interval Duration `toml:"interval"`
+	// Inhibit stops automatic updates and pushes (an operator's freeze).
+	Inhibit bool `toml:"inhibit"`
+	// ReleaseKeys and AdminKeys add minisign public keys to the ones the
+	// system in the slot trusts (they can add, never remove).
+	ReleaseKeys []string `toml:"release_keys"`
+	AdminKeys   []string `toml:"admin_keys"`
 }
+
+// DefaultUpdateInterval is update.interval's default.
+const DefaultUpdateInterval = 6 * time.Hour
 
 // DefaultHealthWindow is update.health_window's default: a Pi 3 reaches
 // healthy in well under a minute, a slow DHCP server or time sync included.
@@ -121,7 +133,7 @@ func Defaults() Config {
 		Network:  Network{Mode: "dhcp"},
 		Ports:    Ports{RPC: 22021, Status: 80},
 		Status:   Status{LANOnly: true},
-		Update:   Update{HealthWindow: Duration(DefaultHealthWindow)},
+		Update:   Update{HealthWindow: Duration(DefaultHealthWindow), Interval: Duration(DefaultUpdateInterval)},
 		Board:    Board{LEDGPIO: -1, ButtonGPIO: -1},
 		NTP:      NTP{Servers: append([]string(nil), DefaultNTP...)},
 		Tuning:   TuningValues{},
@@ -260,6 +272,19 @@ func (c Config) validate() []problem {
 		u, err := url.Parse(c.Update.Channel)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			bad("update.channel", "must be an http(s) URL, got %q", c.Update.Channel)
+		}
+	}
+	if iv := time.Duration(c.Update.Interval); iv < 10*time.Second || iv > 30*24*time.Hour {
+		bad("update.interval", "must be between 10s and 720h, got %s", iv)
+	}
+	for _, k := range c.Update.ReleaseKeys {
+		if _, err := release.ParsePublicKeys([]byte(k)); err != nil || strings.TrimSpace(k) == "" {
+			bad("update.release_keys", "%q is not a minisign public key (the second line of snodebox.pub)", k)
+		}
+	}
+	for _, k := range c.Update.AdminKeys {
+		if _, err := release.ParsePublicKeys([]byte(k)); err != nil || strings.TrimSpace(k) == "" {
+			bad("update.admin_keys", "%q is not a minisign public key (the second line of snodebox.pub)", k)
 		}
 	}
 	if w := time.Duration(c.Update.HealthWindow); w < 20*time.Second || w > 24*time.Hour {

@@ -47,6 +47,9 @@ type Config struct {
 	RateLimit         rpc.RateLimit
 	AllowPrivateProxy bool // onion proxy may reach private/loopback targets
 	Logger            *slog.Logger
+	// Routes are more handlers on the HTTPS listener (pattern → handler),
+	// e.g. the update agent's push endpoint.
+	Routes map[string]http.Handler
 }
 
 // Node is a running set of node services.
@@ -229,6 +232,9 @@ func (n *Node) Handler() http.Handler {
 	if n.Registry != nil {
 		mux.Handle("POST "+registry.JSONRPCPath, n.Registry)
 		mux.Handle("POST "+registry.AnnouncePath, n.Registry)
+	}
+	for pattern, h := range n.cfg.Routes {
+		mux.Handle(pattern, h)
 	}
 	mux.HandleFunc("POST /ping_test/v1", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Oxen-Snode-Pubkey", base64Std(n.Self.Legacy[:]))

@@ -437,3 +437,41 @@ func (d DirSlots) Manifest(s string) (slot.Manifest, error) {
 	}
 	return slot.ReadManifest(dir)
 }
+
+// Prepare readies slot s (the one not running) to be overwritten: no
+// attempts and the running slot first, so a half-written slot is never
+// booted, whatever happens during the write.
+func (a *Agent) Prepare(s string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s == a.Booted {
+		return fmt.Errorf("slot %s is running: an update never writes it", s)
+	}
+	a.bs.Left[s] = 0
+	a.bs.Prefer(a.Booted)
+	a.other, a.otherOK = slot.Manifest{}, false
+	return a.writeState()
+}
+
+// SelectTrial selects slot s, just written and verified, for the next boot.
+func (a *Agent) SelectTrial(s string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s == a.Booted {
+		return fmt.Errorf("slot %s is running", s)
+	}
+	m, err := a.Slots.Manifest(s)
+	if err != nil {
+		return fmt.Errorf("slot %s after writing: %w", s, err)
+	}
+	a.other, a.otherOK = m, true
+	a.bs.SetTrial(s)
+	return a.writeState()
+}
+
+// Self is the running slot's manifest.
+func (a *Agent) Self() slot.Manifest {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.self
+}

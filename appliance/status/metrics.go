@@ -53,6 +53,18 @@ func WriteMetrics(w io.Writer, r Report) error {
 		m.head("snodebox_led_state", "gauge", "The LED state shown now (value 1).")
 		m.sample("snodebox_led_state", 1, "state", r.LED)
 	}
+	if u := r.Update; u != nil {
+		m.head("snodebox_slot_info", "gauge", "The running slot, its version and the other slot's state (value 1).")
+		m.sample("snodebox_slot_info", 1, "booted", u.BootedSlot, "version", u.Version, "other_state", u.OtherSlot.State, "other_version", u.OtherSlot.Version)
+		m.gauge("snodebox_slot_committed", "1 once the running slot was marked good.", b2f(u.Committed))
+		m.gauge("snodebox_update_rollback_pending", "1 while a rollback is not acknowledged.", b2f(u.Rollback != ""))
+		m.gauge("snodebox_update_in_progress", "1 while the update agent writes the other slot.", b2f(u.Updating))
+		m.gauge("snodebox_update_rollback_index", "The rollback index of the installed release.", float64(u.RollbackIndex))
+		if l := u.Last; l != nil {
+			m.head("snodebox_update_last_timestamp_seconds", "gauge", "When the last update attempt ended, by version and result.")
+			m.sample("snodebox_update_last_timestamp_seconds", float64(l.At.Unix()), "version", l.Version, "result", l.Result)
+		}
+	}
 	m.head("snodebox_build_info", "gauge", "Version, protocol, slot and board (value 1).")
 	m.sample("snodebox_build_info", 1, "version", r.Version, "protocol", r.Protocol, "slot", r.Slot, "board", r.Board.Name)
 	return m.flush()

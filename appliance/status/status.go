@@ -35,9 +35,10 @@ type Report struct {
 // agent, the last update attempt and what the channel offers.
 type Update struct {
 	slots.Status
-	Last      *Attempt `json:"last,omitempty"`
-	Available string   `json:"available,omitempty"`
-	Updating  bool     `json:"updating,omitempty"`
+	Last          *Attempt `json:"last,omitempty"`
+	Available     string   `json:"available,omitempty"`
+	Updating      bool     `json:"updating"`
+	RollbackIndex uint64   `json:"rollback_index"`
 }
 
 // Attempt is one update attempt as the agent records it.

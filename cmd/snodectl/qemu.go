@@ -51,6 +51,7 @@ func qemuCmd(args []string) error {
 	ntp := fs.String("ntp", "", "snode.ntp= time servers host[:port],… (default none: QEMU's network reaches nothing)")
 	snoded := fs.String("snoded", "", "prebuilt static arm64 snoded (default: build it)")
 	repo := fs.String("repo", "", "repository root")
+	updateServer := fs.String("update-server", "", "with --image: a release server on host loopback (127.0.0.1:PORT) the guest reaches as http://"+qemu.UpdateGuestAddr+"/ (set update.channel to it)")
 	image := fs.String("image", "", "boot this SD-card image (snodectl image build) through U-Boot; a copy is kept in --state")
 	grace := fs.Duration("grace", 60*time.Second, "on interrupt, how long to wait for the guest to power off before killing QEMU")
 	if err := fs.Parse(args); err != nil {
@@ -90,7 +91,7 @@ func qemuCmd(args []string) error {
 		}
 		return runQEMU(ctx, qemu.Config{
 			Machine: machine, Firmware: ib.Firmware, DTB: ib.DTB, Disk: ib.Disk,
-			StateDir: stateDir, Forwards: fwd, Console: os.Stdout, Log: log,
+			StateDir: stateDir, Forwards: fwd, Console: os.Stdout, Log: log, UpdateServer: *updateServer,
 		}, *grace, "U-Boot, "+filepath.Base(*image))
 	}
 	b, err := newBuilder(*repo)

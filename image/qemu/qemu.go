@@ -101,7 +101,15 @@ type Config struct {
 	// tree). The guest reboots itself (slot fallback needs that), so QEMU
 	// is not told -no-reboot, and virt gets an i6300esb watchdog.
 	Firmware string
+	// UpdateServer is a host loopback address (127.0.0.1:PORT) the guest
+	// reaches as http://UpdateGuestAddr/: QEMU's restricted user network
+	// reaches nothing else, so a release server for update tests is put
+	// there (guestfwd, one socat per connection).
+	UpdateServer string
 }
+
+// UpdateGuestAddr is where the guest finds Config.UpdateServer.
+const UpdateGuestAddr = "10.0.2.100:80"
 
 // DataDevice is where each machine shows the data disk.
 func DataDevice(machine string) string {
@@ -155,6 +163,16 @@ func (c Config) Args() ([]string, error) {
 	netdev := "user,id=n0,restrict=on"
 	for _, f := range c.Forwards {
 		netdev += fmt.Sprintf(",hostfwd=tcp:%s:%d-:%d", f.HostAddr, f.HostPort, f.GuestPort)
+	}
+	if c.UpdateServer != "" {
+		host, port, err := net.SplitHostPort(c.UpdateServer)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("qemu: update server %q: want a loopback address 127.0.0.1:PORT", c.UpdateServer)
+		}
+		if _, err := exec.LookPath("socat"); err != nil {
+			return nil, errors.New("qemu: --update-server needs socat (make deps)")
+		}
+		netdev += fmt.Sprintf(",guestfwd=tcp:%s-cmd:socat - TCP:%s:%s", UpdateGuestAddr, host, port)
 	}
 	args := []string{"-nographic", "-nodefaults"}
 	if c.Firmware == "" {
