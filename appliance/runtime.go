@@ -61,8 +61,8 @@ type app struct {
 	slot     string
 	slots    *slots.Agent // nil unless U-Boot's script booted a slot
 	updater  *update.Agent
-	gens     int          // node generations started (restarts + 1)
-	resets   int          // factory resets done
+	gens     int // node generations started (restarts + 1)
+	resets   int // factory resets done
 	statusLn net.Listener
 
 	sigTarget func(cmd uintptr) // device: a signal asks for reboot/power off

@@ -295,4 +295,3 @@ func updateCmd(args []string) error {
 	fmt.Printf("%s\n", strings.TrimSpace(string(answer)))
 	return nil
 }
-
