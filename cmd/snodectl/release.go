@@ -3,19 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -253,45 +249,20 @@ func updateCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	sig, err := os.ReadFile(filepath.Join(*dir, release.SignatureFile))
-	if err != nil {
-		return err
-	}
 	m, err := release.ParseManifest(man)
 	if err != nil {
 		return err
 	}
-	payload, err := os.Open(filepath.Join(*dir, m.SlotPayload().Name))
-	if err != nil {
-		return err
-	}
-	defer payload.Close()
-	p := release.Push{Time: time.Now(), Manifest: man, Sig: sig}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	body := io.MultiReader(bytes.NewReader(man), bytes.NewReader(sig), payload)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*node, "/")+release.PushPath, body)
+	fmt.Fprintf(os.Stderr, "update push: %s version %s (%d MB) to %s\n", m.Board, m.Version, m.SlotPayload().Size/1e6, *node)
+	code, answer, err := release.PushTo(ctx, *node, *dir, key)
 	if err != nil {
 		return err
 	}
-	req.ContentLength = int64(len(man)+len(sig)) + m.SlotPayload().Size
-	req.Header.Set(release.HeaderPushTime, strconv.FormatInt(p.Time.UnixMilli(), 10))
-	req.Header.Set(release.HeaderPushSig, base64.StdEncoding.EncodeToString(minisign.Sign(key, p.Statement())))
-	req.Header.Set(release.HeaderPushLayout, fmt.Sprintf("%d,%d", len(man), len(sig)))
-	req.Header.Set("Content-Type", "application/octet-stream")
-	// The node's certificate is its self-signed identity certificate (as
-	// on the Session network); the admin signature is what authenticates.
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	fmt.Fprintf(os.Stderr, "update push: %s version %s (%d MB) to %s\n", m.Board, m.Version, m.SlotPayload().Size/1e6, *node)
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("push to %s: %w", *node, err)
+	if code != http.StatusOK {
+		return fmt.Errorf("%s refused the update (%d %s): %s", *node, code, http.StatusText(code), answer)
 	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s refused the update (%s): %s", *node, resp.Status, strings.TrimSpace(string(answer)))
-	}
-	fmt.Printf("%s\n", strings.TrimSpace(string(answer)))
+	fmt.Println(answer)
 	return nil
 }

@@ -49,8 +49,22 @@ func (b *Builder) Release(ctx context.Context, o ReleaseOptions) (release.Manife
 	if err != nil {
 		return m, err
 	}
+	if m, err = ReleaseFromSlot(ctx, slotDir, sm, b.version(), o); err != nil {
+		return m, err
+	}
+	b.progressf("release: %s: version %s for %s, rollback index %d, slot image %.1f MB\n", o.Out, m.Version, m.Board, m.RollbackIndex, float64(m.SlotPayload().Size)/1e6)
+	return m, nil
+}
+
+// ReleaseFromSlot packs a slot directory (SlotTree's, manifest sm) into
+// o.Out as a signed release of version.
+func ReleaseFromSlot(ctx context.Context, slotDir string, sm slot.Manifest, version string, o ReleaseOptions) (release.Manifest, error) {
+	var m release.Manifest
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return m, err
+	}
 	img := filepath.Join(o.Out, release.SlotImageFile)
-	if err := sdcard.MakeSlotImage(ctx, img, 0, slotDir, o.Board+" "+b.version(), sourceDateEpoch()); err != nil {
+	if err := sdcard.MakeSlotImage(ctx, img, 0, slotDir, o.Board+" "+version, sourceDateEpoch()); err != nil {
 		return m, err
 	}
 	size, sum, err := slot.HashFile(img)
@@ -58,17 +72,9 @@ func (b *Builder) Release(ctx context.Context, o ReleaseOptions) (release.Manife
 		return m, err
 	}
 	m = release.Manifest{
-		Format: 1, Version: b.version(), RollbackIndex: o.RollbackIndex, Board: o.Board,
+		Format: 1, Version: version, RollbackIndex: o.RollbackIndex, Board: o.Board,
 		MinUpdater: release.UpdaterVersion, Slot: sm,
 		Payloads: []release.Payload{{Name: release.SlotImageFile, Kind: release.KindSlotImage, Size: size, SHA256: sum}},
 	}
-	data := m.Marshal()
-	if err := os.WriteFile(filepath.Join(o.Out, release.ManifestFile), data, 0o644); err != nil {
-		return m, err
-	}
-	if err := os.WriteFile(filepath.Join(o.Out, release.SignatureFile), release.Sign(o.Key, data, m), 0o644); err != nil {
-		return m, err
-	}
-	b.progressf("release: %s: version %s for %s, rollback index %d, slot image %.1f MB\n", o.Out, m.Version, m.Board, m.RollbackIndex, float64(size)/1e6)
-	return m, nil
+	return m, release.WriteSigned(o.Out, m, o.Key)
 }

@@ -27,9 +27,9 @@ const DiskName = "disk.img"
 // PrepareImage keeps a copy of image in stateDir, so reruns keep their data
 // and slot state, grown to size bytes (raspi3b: a power of two, as QEMU's
 // SD card wants; the first boot grows the data partition into it). When the
-// image's slot A differs from both slots of the copy, the copy's boot
-// partition and slot A are refreshed from it and slot A selected, as if the
-// user reflashed the system but kept the data partition.
+// image was rebuilt since the copy was made or last refreshed, the copy's
+// boot partition and slot A are refreshed from it (which selects slot A),
+// as if the user reflashed the system but kept the data partition.
 func PrepareImage(ctx context.Context, machine, image, stateDir string, size int64, log io.Writer) (ImageBoot, error) {
 	var ib ImageBoot
 	if log == nil {
@@ -59,20 +59,22 @@ func PrepareImage(ctx context.Context, machine, image, stateDir string, size int
 	if err != nil {
 		return ib, fmt.Errorf("kept disk: %w", err)
 	}
+	// The image's system as last copied: a rebuilt image (a new build id)
+	// refreshes the kept card; the same image never does, whatever the
+	// card's slots hold since (updates, rollbacks).
+	seen := filepath.Join(stateDir, "image-build-id")
 	if !ib.Created {
-		same := false
-		for _, s := range slot.Slots {
-			if m, err := dst.SlotManifest(ctx, s); err == nil && m.BuildID == want.BuildID {
-				same = true
-			}
-		}
-		if !same {
+		last, _ := os.ReadFile(seen)
+		if string(last) != want.BuildID {
 			fmt.Fprintf(log, "qemu: %s has a new system (version %s): refreshing the boot partition and slot A of %s, keeping its data\n", image, want.Version, ib.Disk)
 			if err := refreshSystem(src, dst); err != nil {
 				return ib, err
 			}
 			ib.Refresh = true
 		}
+	}
+	if err := os.WriteFile(seen, []byte(want.BuildID), 0o644); err != nil {
+		return ib, err
 	}
 	fi, err := os.Stat(ib.Disk)
 	if err != nil {

@@ -143,6 +143,8 @@ type boot struct {
 	console    *os.File
 	name       string
 	disk       string // image boots: the kept card
+	// waitLast's last answer
+	lastResult, lastReason string
 }
 
 // start boots a machine with the data disk in state and forwards the RPC

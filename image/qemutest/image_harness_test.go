@@ -145,6 +145,13 @@ func (e *env) exitInitramfs(out string) error {
 // image made on first use), with the RPC and status page forwarded.
 func (e *env) startImage(tb testing.TB, state, image, name string) *boot {
 	tb.Helper()
+	return e.startImageWith(tb, state, image, name, "")
+}
+
+// startImageWith also puts a release server (host loopback) where the guest
+// finds it (qemu.UpdateGuestAddr).
+func (e *env) startImageWith(tb testing.TB, state, image, name, updateServer string) *boot {
+	tb.Helper()
 	ib, err := qemu.PrepareImage(context.Background(), "virt", image, state, 512<<20, io.Discard)
 	if err != nil {
 		tb.Fatalf("prepare image: %v", err)
@@ -161,7 +168,8 @@ func (e *env) startImage(tb testing.TB, state, image, name string) *boot {
 			{HostAddr: "127.0.0.1", HostPort: bt.rpcPort, GuestPort: 22021},
 			{HostAddr: "127.0.0.1", HostPort: bt.statusPort, GuestPort: 80},
 		},
-		Console: cf,
+		Console:      cf,
+		UpdateServer: updateServer,
 	})
 	if err != nil {
 		tb.Fatalf("start image: %v", err)

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -118,3 +120,12 @@ const (
 	HeaderPushSig    = "X-Snodebox-Admin-Sig" // base64 of the minisign signature of Statement
 	HeaderPushLayout = "X-Snodebox-Parts"     // "manifestLen,sigLen"
 )
+
+// WriteSigned writes m and its signature into a release directory.
+func WriteSigned(dir string, m Manifest, k minisign.PrivateKey) error {
+	data := m.Marshal()
+	if err := os.WriteFile(filepath.Join(dir, ManifestFile), data, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, SignatureFile), Sign(k, data, m), 0o644)
+}

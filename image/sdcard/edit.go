@@ -175,3 +175,18 @@ func (c *Card) CopyOut(ctx context.Context, part int, dir string) error {
 	}
 	return nil
 }
+
+// ReadFAT reads a file from a bare FAT filesystem image (a slot image).
+func ReadFAT(ctx context.Context, img, name string) ([]byte, error) {
+	p, err := tool("mcopy")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, p, "-n", "-i", img, "::/"+name, "-")
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("read %s from %s: %w", name, img, err)
+	}
+	return out, nil
+}
