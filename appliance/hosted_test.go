@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/snodebox/snodebox/appliance/node"
 	"github.com/snodebox/snodebox/appliance/node/nodetest"
+	"github.com/snodebox/snodebox/appliance/status"
 	"github.com/snodebox/snodebox/board"
 	"github.com/snodebox/snodebox/board/sim"
 	"github.com/snodebox/snodebox/storage"
@@ -244,9 +246,26 @@ func TestPowerKeyStopsHostedNode(t *testing.T) {
 func TestStatusPressThroughAPI(t *testing.T) {
 	b := sim.New()
 	h := startHosted(t, b)
-	resp, err := http.Post("http://"+h.stat+"/api/button", "application/json", strings.NewReader(`{"hold_ms": 6000}`))
+	// The page's token, as the page's script sends it.
+	page, err := http.Get("http://" + h.stat + "/")
 	if err != nil {
 		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	m := regexp.MustCompile(`data-token="([0-9a-f]+)"`).FindSubmatch(body)
+	if m == nil {
+		t.Fatal("status page shows no button token")
+	}
+	req, _ := http.NewRequest("POST", "http://"+h.stat+"/api/button", strings.NewReader(`{"hold_ms": 6000}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(status.TokenHeader, string(m[1]))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("press: %s", resp.Status)
 	}
 	resp.Body.Close()
 	nodetest.Until(t, "restart through the status API", func() bool { return h.gens() == 2 })

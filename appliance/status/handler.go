@@ -2,6 +2,9 @@ package status
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,8 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/snodebox/snodebox/board"
@@ -28,13 +30,11 @@ const MaxHold = 2 * time.Minute
 //
 // and, when sim is not nil (hosted mode), the simulated board:
 //
-//	POST /api/button   {"hold_ms": N} or {"power": true} (JSON or a form)
+//	POST /api/button   {"hold_ms": N} or {"power": true}, application/json
+//	                   with the page's token in X-Snodebox-Token
 //	GET  /api/led      {"led": "healthy", "history": [...]}
 func Handler(src Source, sim *sim.Board) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		servePage(w, src.Report(), sim)
-	})
 	mux.HandleFunc("GET /status.json", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, src.Report())
 	})
@@ -43,8 +43,21 @@ func Handler(src Source, sim *sim.Board) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		WriteMetrics(w, src.Report())
 	})
+	token := ""
 	if sim != nil {
-		mux.HandleFunc("POST /api/button", func(w http.ResponseWriter, r *http.Request) { button(w, r, sim) })
+		token = newToken()
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		servePage(w, src.Report(), sim, token)
+	})
+	if sim != nil {
+		mux.HandleFunc("POST /api/button", func(w http.ResponseWriter, r *http.Request) {
+			if err := checkButtonRequest(r, token); err != nil {
+				writeJSON(w, err.code, map[string]string{"error": err.msg})
+				return
+			}
+			button(w, r, sim)
+		})
 		mux.HandleFunc("GET /api/led", func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, ledReply{LED: sim.LED().String(), History: history(sim.History())})
 		})
@@ -83,8 +96,46 @@ type ButtonReply struct {
 	LED    string `json:"led"`
 }
 
+// TokenHeader carries the status page's per-process token on button
+// presses.
+const TokenHeader = "X-Snodebox-Token"
+
+func newToken() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type httpError struct {
+	code int
+	msg  string
+}
+
+// checkButtonRequest keeps other web pages from pressing the simulated
+// button (a long hold arms a factory reset): a cross-site form can send
+// neither application/json nor a custom header without a CORS preflight,
+// which this server never grants, and cannot read the page to learn the
+// token. The Host must be an address or localhost, so a DNS-rebound name
+// does not make an attacker's page same-origin.
+func checkButtonRequest(r *http.Request, token string) *httpError {
+	if ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(ct) != "application/json" {
+		return &httpError{http.StatusUnsupportedMediaType, "the button takes application/json only"}
+	}
+	if subtle.ConstantTimeCompare([]byte(r.Header.Get(TokenHeader)), []byte(token)) != 1 {
+		return &httpError{http.StatusForbidden, "missing or wrong " + TokenHeader + " (the token is on the status page)"}
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		host = h
+	}
+	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil && host != "localhost" {
+		return &httpError{http.StatusForbidden, "the button answers only requests to an IP address or localhost"}
+	}
+	return nil
+}
+
 func button(w http.ResponseWriter, r *http.Request, b *sim.Board) {
-	req, form, err := readButton(r)
+	req, err := readButton(r)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
@@ -102,53 +153,30 @@ func button(w http.ResponseWriter, r *http.Request, b *sim.Board) {
 	}
 	rep.Armed = b.FactoryResetArmed()
 	rep.LED = b.LED().String()
-	if form {
-		// The page's no-JavaScript forms land back on the page.
-		http.Redirect(w, r, "/", http.StatusSeeOther)
-		return
-	}
 	writeJSON(w, http.StatusOK, rep)
 }
 
-func readButton(r *http.Request) (ButtonRequest, bool, error) {
+func readButton(r *http.Request) (ButtonRequest, error) {
 	var req ButtonRequest
 	body, err := io.ReadAll(io.LimitReader(r.Body, 4096))
 	if err != nil {
-		return req, false, fmt.Errorf("read body: %w", err)
+		return req, fmt.Errorf("read body: %w", err)
 	}
-	// JSON whatever the Content-Type says (curl -d sends JSON as a form);
-	// the page's no-JavaScript forms send hold_ms=N or power=true.
-	form := !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))
-	if form {
-		vals, err := url.ParseQuery(string(body))
-		if err != nil {
-			return req, form, fmt.Errorf("read form: %w", err)
-		}
-		req.Power = vals.Get("power") == "true"
-		if v := vals.Get("hold_ms"); v != "" {
-			ms, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return req, form, fmt.Errorf("hold_ms %q is not a number", v)
-			}
-			req.HoldMS = &ms
-		}
-	} else {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			return req, form, fmt.Errorf(`body must be {"hold_ms": N} or {"power": true}: %w`, err)
-		}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf(`body must be {"hold_ms": N} or {"power": true}: %w`, err)
 	}
 	switch {
 	case req.Power && req.HoldMS != nil:
-		return req, form, errors.New("give hold_ms or power, not both")
+		return req, errors.New("give hold_ms or power, not both")
 	case req.Power:
 	case req.HoldMS == nil:
-		return req, form, errors.New(`body must be {"hold_ms": N} or {"power": true}`)
+		return req, errors.New(`body must be {"hold_ms": N} or {"power": true}`)
 	case *req.HoldMS < 0 || time.Duration(*req.HoldMS)*time.Millisecond > MaxHold:
-		return req, form, fmt.Errorf("hold_ms must be between 0 and %d", MaxHold.Milliseconds())
+		return req, fmt.Errorf("hold_ms must be between 0 and %d", MaxHold.Milliseconds())
 	}
-	return req, form, nil
+	return req, nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -35,7 +35,8 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 type pageData struct {
 	Report
 	Sim     bool
-	Armed   bool // simulated board: a factory reset waits for its confirming press
+	Token   string // simulated board: the button API's per-process token
+	Armed   bool   // simulated board: a factory reset waits for its confirming press
 	Now     time.Time
 	Members []memberRow
 }
@@ -65,8 +66,8 @@ func members(r Report) []memberRow {
 	return out
 }
 
-func servePage(w http.ResponseWriter, r Report, sim *sim.Board) {
-	d := pageData{Report: r, Sim: sim != nil, Now: time.Now(), Members: members(r)}
+func servePage(w http.ResponseWriter, r Report, sim *sim.Board, token string) {
+	d := pageData{Report: r, Sim: sim != nil, Now: time.Now(), Members: members(r), Token: token}
 	if sim != nil {
 		d.Armed = sim.FactoryResetArmed()
 	}

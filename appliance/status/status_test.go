@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -146,11 +147,29 @@ func TestLANOnly(t *testing.T) {
 
 func post(t *testing.T, h http.Handler, ct, body string) *httptest.ResponseRecorder {
 	t.Helper()
-	req := httptest.NewRequest("POST", "/api/button", strings.NewReader(body))
+	return postToken(t, h, ct, pageToken(t, h), body)
+}
+
+func postToken(t *testing.T, h http.Handler, ct, token, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest("POST", "http://127.0.0.1:8080/api/button", strings.NewReader(body))
 	req.Header.Set("Content-Type", ct)
+	if token != "" {
+		req.Header.Set(TokenHeader, token)
+	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	return rec
+}
+
+// pageToken reads the button token the way the page's script does.
+func pageToken(t *testing.T, h http.Handler) string {
+	t.Helper()
+	m := regexp.MustCompile(`data-token="([0-9a-f]{32})"`).FindStringSubmatch(get(t, h, "/").Body.String())
+	if m == nil {
+		t.Fatal("the page shows no button token")
+	}
+	return m[1]
 }
 
 func TestSimButtonAPI(t *testing.T) {
@@ -190,21 +209,38 @@ func TestSimButtonAPI(t *testing.T) {
 			}
 		}
 	}
-	// The page's forms work without JavaScript and land back on the page.
-	rec := post(t, h, "application/x-www-form-urlencoded", url.Values{"hold_ms": {"300"}}.Encode())
-	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/" {
-		t.Fatalf("form post: %d %q", rec.Code, rec.Header().Get("Location"))
+	// Another web page in the user's browser cannot press: a cross-site
+	// form post (form encoding, no token) or a JSON post without the token
+	// or with an old one is refused, and nothing reaches the board.
+	token := pageToken(t, h)
+	for _, tc := range []struct {
+		ct, token, body string
+		want            int
+	}{
+		{"application/x-www-form-urlencoded", "", url.Values{"hold_ms": {"16000"}}.Encode(), http.StatusUnsupportedMediaType},
+		{"text/plain", token, `{"hold_ms": 16000}`, http.StatusUnsupportedMediaType},
+		{"application/json", "", `{"hold_ms": 16000}`, http.StatusForbidden},
+		{"application/json", strings.Repeat("0", 32), `{"hold_ms": 16000}`, http.StatusForbidden},
+	} {
+		if rec := postToken(t, h, tc.ct, tc.token, tc.body); rec.Code != tc.want {
+			t.Errorf("%s token=%q: %d, want %d", tc.ct, tc.token, rec.Code, tc.want)
+		}
 	}
-	if a := <-b.Actions(); a != board.ActionStatus {
-		t.Fatalf("form press delivered %v", a)
+	if b.FactoryResetArmed() {
+		t.Fatal("a refused press armed the factory reset")
 	}
-
-	// curl -d '{"hold_ms": 300}' sends JSON labelled as a form.
-	rec = post(t, h, "application/x-www-form-urlencoded", `{"hold_ms": 300}`)
-	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"action": "status"`) {
-		t.Fatalf("JSON sent as a form: %d %s", rec.Code, rec.Body)
+	// A DNS-rebound name is not this node's page.
+	req := httptest.NewRequest("POST", "http://evil.example:8080/api/button", strings.NewReader(`{"hold_ms": 300}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(TokenHeader, token)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusForbidden {
+		t.Errorf("press through a DNS name: %d, want 403", rec.Code)
 	}
-	<-b.Actions()
+	if other := pageToken(t, Handler(SourceFunc(sampleReport), sim.New())); other == token {
+		t.Error("two handlers share a token")
+	}
 
 	for _, bad := range []string{``, `{}`, `{"hold_ms": -1}`, `{"hold_ms": 999999999}`, `{"hold_ms": "x"}`,
 		`{"hold_ms": 1, "power": true}`, `{"press": 1}`, `[`} {
@@ -229,7 +265,7 @@ func TestSimButtonAPI(t *testing.T) {
 
 func TestNoSimNoButton(t *testing.T) {
 	h := Handler(SourceFunc(sampleReport), nil)
-	if rec := post(t, h, "application/json", `{"hold_ms": 300}`); rec.Code == 200 {
+	if rec := postToken(t, h, "application/json", "", `{"hold_ms": 300}`); rec.Code == 200 {
 		t.Fatal("button API served without a simulated board")
 	}
 	if rec := get(t, h, "/api/led"); rec.Code == 200 {
@@ -327,5 +363,21 @@ func TestUpdateObjectAndItsWords(t *testing.T) {
 	json.Unmarshal(get(t, Handler(SourceFunc(sampleReport), nil), "/status.json").Body.Bytes(), &plain)
 	if string(plain["update"]) != "null" {
 		t.Errorf("update without slots: %s", plain["update"])
+	}
+}
+
+func TestWriteTextSaysWhatThePageSays(t *testing.T) {
+	r := sampleReport()
+	r.Update = &Update{Status: slots.Status{BootedSlot: "B", Version: "v2", Committed: true, OtherSlot: slots.Other{Version: "v1", State: "good"}},
+		Last: &Attempt{Version: "v2", Result: "committed", Reason: "slot B healthy", At: time.Unix(0, 0)}}
+	var b strings.Builder
+	WriteText(&b, r)
+	out := b.String()
+	for _, want := range []string{"NOT HEALTHY (LED syncing)", "why: not in a swarm yet", "warning: clock not synced", testEd, testX,
+		"swarm: 3fffffffffffffff, 2 member(s)", "(this node)", "messages: 1234 held", "system: slot B, version v2, marked good",
+		"other slot: version v1, good", "last update: v2 committed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -41,6 +41,7 @@ func clientCmd(args []string) error {
 	}
 	fs := flag.NewFlagSet("snodectl client "+method, flag.ContinueOnError)
 	nodesFile := fs.String("nodes", "build/devnet/nodes.json", "node list (devnet nodes.json format)")
+	nodeURL := fs.String("node", "", "a node's HTTPS URL (e.g. https://127.0.0.1:22021, what make run serves): learn the node list from it, no --nodes file; --hops 0 sends the request straight to it")
 	pathFlag := fs.String("path", "", "comma-separated ed25519 keys (or unique prefixes) of the path; last = destination")
 	hops := fs.Int("hops", 3, "path length when --path is not given")
 	encName := fs.String("enc", "aes-gcm", "layer encryption: aes-gcm or xchacha20")
@@ -66,8 +67,17 @@ func clientCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	nodes, err := onionclient.LoadNodes(*nodesFile)
-	if err != nil {
+	var nodes []registry.Node
+	var self registry.Node
+	if *nodeURL != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+		nodes, self, err = onionclient.Discover(ctx, *nodeURL)
+		cancel()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "%s is %s; it knows %d node(s)\n", *nodeURL, self, len(nodes))
+	} else if nodes, err = onionclient.LoadNodes(*nodesFile); err != nil {
 		return err
 	}
 
@@ -83,10 +93,20 @@ func clientCmd(args []string) error {
 		body = rpcclient.Body("info", rpcclient.Info())
 	}
 
+	if *nodeURL != "" && *hops == 0 {
+		return directRPC(*nodeURL, body, *timeout)
+	}
 	var path []registry.Node
-	if *pathFlag != "" {
+	switch {
+	case *pathFlag != "":
 		path, err = onionclient.PathByKeys(nodes, strings.Split(*pathFlag, ","))
-	} else {
+	case *nodeURL != "":
+		var dest func(registry.Node) bool
+		if method != "info" {
+			dest = ownerFilter(nodes, signer.Account)
+		}
+		path, err = pathFrom(self, nodes, *hops, dest)
+	default:
 		var dest func(registry.Node) bool
 		if method != "info" {
 			dest = ownerFilter(nodes, signer.Account)
@@ -105,6 +125,9 @@ func clientCmd(args []string) error {
 		return err
 	}
 	target := onionclient.URL(path[0])
+	if *nodeURL != "" {
+		target = *nodeURL // its published address may not be reachable from here
+	}
 	if *direct != "" {
 		target = *direct
 	}
@@ -170,4 +193,53 @@ func ownerFilter(nodes []registry.Node, a storage.Account) func(registry.Node) b
 	ids = slices.Compact(ids)
 	owner := swarm.SwarmFor(ids, storage.Position(a.Key))
 	return func(n registry.Node) bool { return n.SwarmID == owner }
+}
+
+// pathFrom is a path of up to hops nodes that starts at self (the node the
+// user can reach) and ends in the swarm dest accepts; a network smaller
+// than hops gives a shorter path, down to self alone.
+func pathFrom(self registry.Node, nodes []registry.Node, hops int, dest func(registry.Node) bool) ([]registry.Node, error) {
+	if hops < 1 {
+		hops = 1
+	}
+	var others []registry.Node
+	for _, n := range nodes {
+		if n.Ed25519 != self.Ed25519 {
+			others = append(others, n)
+		}
+	}
+	if hops > len(others)+1 {
+		fmt.Fprintf(os.Stderr, "the network has %d node(s): a %d-hop path\n", len(others)+1, len(others)+1)
+		hops = len(others) + 1
+	}
+	if hops > 1 {
+		if rest, err := onionclient.RandomPath(others, hops-1, dest); err == nil {
+			return append([]registry.Node{self}, rest...), nil
+		}
+	}
+	if dest != nil && !dest(self) {
+		return nil, fmt.Errorf("no path of %d hops from %s ends in the account's swarm", hops, self)
+	}
+	return []registry.Node{self}, nil
+}
+
+// directRPC sends the storage request straight to the node (no onion).
+func directRPC(url string, body []byte, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	code, ans, err := rpcclient.Default.DoRaw(ctx, url, body)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("status: %d\n", code)
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, ans, "", "  ") == nil {
+		fmt.Println(pretty.String())
+	} else {
+		fmt.Println(string(ans))
+	}
+	if code != 200 {
+		return fmt.Errorf("node answered %d", code)
+	}
+	return nil
 }

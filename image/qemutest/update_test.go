@@ -218,6 +218,16 @@ func (e *env) updateKit(t *testing.T) *updateKit {
 	return k
 }
 
+// rebooted waits for the guest's clean reboot and ends that QEMU (a
+// U-Boot boot would go on in the same process; the next boot gets a fresh
+// console watcher).
+func (bt *boot) rebooted() {
+	bt.tb.Helper()
+	bt.expect(guardHealthy, "snodebox: reboot")
+	bt.m.Kill()
+	<-bt.m.Done()
+}
+
 // waitLast waits until update.last is about version.
 func (bt *boot) waitLast(version string) slots.Status {
 	bt.tb.Helper()
@@ -298,7 +308,7 @@ func TestSignedUpdates(t *testing.T) {
 	// A good update 1 → 2, the download cut halfway once.
 	srv.set("v2", true, false)
 	bt.expect(guardHealthy, "snodebox: update reboot: update to v2")
-	bt.m.Wait()
+	bt.rebooted()
 	srv.mu.Lock()
 	ranges := append([]string(nil), srv.ranges...)
 	srv.mu.Unlock()
@@ -330,7 +340,7 @@ func TestSignedUpdates(t *testing.T) {
 	// Version 3, whose init exits: tried, rolled back to 2 by itself.
 	srv.set("v3", false, false)
 	bt.expect(guardHealthy, "snodebox: update reboot: update to v3")
-	bt.m.Wait()
+	bt.rebooted()
 	bt = boot()
 	bt.expect(guardMarker, "snodebox: booting slot A")
 	bt.expect(guardHealthy, "snodebox-test: init exits")
@@ -352,7 +362,7 @@ func TestSignedUpdates(t *testing.T) {
 		t.Fatalf("push: %d %q %v", code, answer, err)
 	}
 	bt.expect(guardHealthy, "snodebox: update reboot: update to v4")
-	bt.m.Wait()
+	bt.rebooted()
 	bt = boot()
 	bt.expect(guardMarker, "snodebox: booting slot A")
 	u = bt.waitLast("v4")
@@ -372,7 +382,7 @@ func TestSignedUpdates(t *testing.T) {
 	bt.expect(guardMarker, "snodebox: booting slot A")
 	bt.expect(guardHealthy, "slot marked good")
 	bt.expect(guardHealthy, "snodebox: update reboot: update to v5")
-	bt.m.Wait()
+	bt.rebooted()
 	bt = boot()
 	bt.expect(guardMarker, "snodebox: booting slot B")
 	u = bt.waitLast("v5")
