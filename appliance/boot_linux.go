@@ -19,6 +19,7 @@ import (
 	"github.com/snodebox/snodebox/appliance/config"
 	"github.com/snodebox/snodebox/appliance/logring"
 	"github.com/snodebox/snodebox/appliance/node"
+	"github.com/snodebox/snodebox/appliance/status"
 	"github.com/snodebox/snodebox/appliance/supervise"
 	"github.com/snodebox/snodebox/appliance/tuning"
 	"github.com/snodebox/snodebox/board"
@@ -55,7 +56,7 @@ func Boot() {
 	// u-root's dhclient logs through the standard logger.
 	log.SetOutput(slogWriter{logger})
 	log.SetFlags(0)
-	rt := &app{log: logger, ring: ring, policy: supervise.DefaultPolicy, device: &device{reaper: newReaper(logger)}, restart: make(chan struct{}, 1)}
+	rt := &app{log: logger, ring: ring, policy: supervise.DefaultPolicy, device: &device{reaper: newReaper(logger)}, restart: make(chan struct{}, 1), history: status.NewHistory()}
 	defer func() {
 		if r := recover(); r != nil {
 			logger.Error("PID 1 panic; rebooting", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
@@ -243,6 +244,7 @@ func (rt *app) boot() {
 		{Name: "network", Run: d.link.Run},
 		{Name: "reaper", Run: func(ctx context.Context) error { return rt.reap(ctx, sigs) }},
 		{Name: "traffic", Run: rt.traffic},
+		{Name: "history", Run: rt.sampleHistory},
 	}
 	if p := rt.cfg.Ports.Status; p != 0 {
 		services = append(services, rt.statusService(fmt.Sprintf(":%d", p), rt.cfg.Status.LANOnly))

@@ -16,6 +16,7 @@ import (
 	"github.com/snodebox/snodebox/appliance/config"
 	"github.com/snodebox/snodebox/appliance/logring"
 	"github.com/snodebox/snodebox/appliance/node"
+	"github.com/snodebox/snodebox/appliance/status"
 	"github.com/snodebox/snodebox/appliance/supervise"
 	"github.com/snodebox/snodebox/board"
 	"github.com/snodebox/snodebox/board/sim"
@@ -67,7 +68,7 @@ func runHosted(ctx context.Context, cfg HostedConfig) error {
 	if cfg.Node.KeyDir == "" {
 		cfg.Node.KeyDir = filepath.Join(cfg.Node.DataDir, "keys")
 	}
-	rt := &app{log: log, ring: ring, hosted: true, nodeCfg: cfg.Node, policy: supervise.DefaultPolicy}
+	rt := &app{log: log, ring: ring, hosted: true, nodeCfg: cfg.Node, policy: supervise.DefaultPolicy, history: status.NewHistory()}
 	if cfg.Policy != nil {
 		rt.policy = *cfg.Policy
 	}
@@ -105,7 +106,7 @@ func runHosted(ctx context.Context, cfg HostedConfig) error {
 		rt.statusLn = ln
 		services = append(services, rt.statusService(addr, cfg.StatusLANOnly))
 	}
-	services = append(services, supervise.Service{Name: "health", Run: rt.monitor.Run}, supervise.Service{Name: "traffic", Run: rt.traffic})
+	services = append(services, supervise.Service{Name: "health", Run: rt.monitor.Run}, supervise.Service{Name: "traffic", Run: rt.traffic}, supervise.Service{Name: "history", Run: rt.sampleHistory})
 	sysCtx, sysCancel := context.WithCancel(context.Background())
 	sysDone := make(chan struct{})
 	go func() {

@@ -61,6 +61,7 @@ type app struct {
 	slot     string
 	slots    *slots.Agent // nil unless U-Boot's script booted a slot
 	updater  *update.Agent
+	history  *status.History
 	gens     int // node generations started (restarts + 1)
 	resets   int // factory resets done
 	statusLn net.Listener
@@ -266,6 +267,9 @@ func (rt *app) Report() status.Report {
 	}
 	r.ConfigError = rt.cfgErr
 	r.Logs = rt.ring.Lines()
+	if rt.history != nil {
+		r.History = rt.history.Samples()
+	}
 	if r.Reasons == nil {
 		r.Reasons = []string{}
 	}
@@ -399,6 +403,30 @@ func (rt *app) statusCode() {
 	}
 	if !rt.hosted {
 		markers.mark("status code=%d led=%s healthy=%v", code, h.LED, h.Healthy)
+	}
+}
+
+// sampleHistory feeds the status page's graphs.
+func (rt *app) sampleHistory(ctx context.Context) error {
+	t := time.NewTicker(status.HistoryEvery)
+	defer t.Stop()
+	for {
+		var stores, msgs int64
+		if n, _ := rt.current(); n != nil {
+			st := n.Store.Stats()
+			stores, msgs = st.Stores, st.Messages
+		}
+		d := diskUsage(rt.nodeCfg.DataDir)
+		var temp *float64
+		if c, ok := rt.board.Temperature(); ok {
+			temp = &c
+		}
+		rt.history.Add(time.Now(), stores, msgs, d.TotalBytes-min(d.FreeBytes, d.TotalBytes), temp)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
 	}
 }
 

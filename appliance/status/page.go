@@ -36,6 +36,7 @@ type pageData struct {
 	Report
 	Sim     bool
 	Token   string // simulated board: the button API's per-process token
+	Graphs  []Graph
 	Armed   bool   // simulated board: a factory reset waits for its confirming press
 	Now     time.Time
 	Members []memberRow
@@ -67,7 +68,7 @@ func members(r Report) []memberRow {
 }
 
 func servePage(w http.ResponseWriter, r Report, sim *sim.Board, token string) {
-	d := pageData{Report: r, Sim: sim != nil, Now: time.Now(), Members: members(r), Token: token}
+	d := pageData{Report: r, Sim: sim != nil, Now: time.Now(), Members: members(r), Token: token, Graphs: Graphs(r.History)}
 	if sim != nil {
 		d.Armed = sim.FactoryResetArmed()
 	}

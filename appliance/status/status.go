@@ -27,6 +27,7 @@ type Report struct {
 	Slot         string         `json:"slot"`
 	Update       *Update        `json:"update"` // nil: not booted from a slot (hosted, kernel+initramfs)
 	ConfigError  string         `json:"config_error,omitempty"`
+	History      []Sample       `json:"history"` // the last hour, oldest first
 	Logs         []string       `json:"logs"`
 }
 

@@ -381,3 +381,33 @@ func TestWriteTextSaysWhatThePageSays(t *testing.T) {
 		}
 	}
 }
+
+func TestHistoryRingAndGraphs(t *testing.T) {
+	h := NewHistory()
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	temp := 48.0
+	for i := 0; i < HistoryLen+10; i++ {
+		h.Add(t0.Add(time.Duration(i)*HistoryEvery), int64(i*300), int64(i*10), uint64(i)<<20, &temp)
+	}
+	s := h.Samples()
+	if len(s) != HistoryLen || !s[0].At.Equal(t0.Add(10*HistoryEvery)) || !s[len(s)-1].At.After(s[0].At) {
+		t.Fatalf("ring holds %d samples from %v", len(s), s[0].At)
+	}
+	if s[5].StoresPerSec != 10 {
+		t.Errorf("stores/s %v, want 300 per 30 s = 10", s[5].StoresPerSec)
+	}
+	r := sampleReport()
+	r.History = s
+	body := get(t, Handler(SourceFunc(func() Report { return r }), nil), "/").Body.String()
+	for _, want := range []string{`id="history"`, "stores/s: 10.0/s", "messages held: 1290", "temperature: 48.0 °C", "<svg class=\"spark\"", "<polyline"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "<script src") || strings.Contains(body, "http://") && strings.Contains(body, "<img") {
+		t.Error("graphs pull in external assets")
+	}
+	if len(Graphs(s[:1])) != 0 {
+		t.Error("one sample drew a graph")
+	}
+}
