@@ -118,6 +118,7 @@ func (rt *app) boot() {
 
 	// 5. Sysctls before links come up.
 	ram := memoryUsage().TotalBytes
+	setMemoryLimit(ram, rt.log)
 	early := tuning.Apply(tuning.Options{Scope: tuning.Early, Env: tuning.Env{RAMBytes: ram}, Overrides: rt.cfg.Tuning})
 
 	// 6. Data partition.

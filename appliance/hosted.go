@@ -16,6 +16,7 @@ import (
 	"github.com/snodebox/snodebox/appliance/config"
 	"github.com/snodebox/snodebox/appliance/logring"
 	"github.com/snodebox/snodebox/appliance/node"
+	"github.com/snodebox/snodebox/appliance/procstat"
 	"github.com/snodebox/snodebox/appliance/status"
 	"github.com/snodebox/snodebox/appliance/supervise"
 	"github.com/snodebox/snodebox/board"
@@ -52,6 +53,9 @@ type HostedConfig struct {
 func RunHosted(cfg HostedConfig) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if ram, err := procstat.MemInfo("MemTotal"); err == nil {
+		setMemoryLimit(ram, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}
 	return runHosted(ctx, cfg)
 }
 

@@ -36,3 +36,14 @@ func TestSignalsAskForRebootOrPowerOff(t *testing.T) {
 		<-done
 	}
 }
+
+func TestMemoryLimitFollowsRAM(t *testing.T) {
+	for _, tc := range []struct {
+		ram  uint64
+		want int64
+	}{{512 << 20, 24 << 20}, {1 << 30, 32 << 20}, {8 << 30, 32 << 20}, {0, 24 << 20}} {
+		if got := memoryLimit(tc.ram); got != tc.want {
+			t.Errorf("memoryLimit(%d MiB) = %d MiB, want %d", tc.ram>>20, got>>20, tc.want>>20)
+		}
+	}
+}

@@ -228,7 +228,8 @@ func (bt *boot) rebooted() {
 	<-bt.m.Done()
 }
 
-// waitLast waits until update.last is about version.
+// waitLast waits until update.last is about version and has its outcome
+// (installed is the step before the trial boot's verdict).
 func (bt *boot) waitLast(version string) slots.Status {
 	bt.tb.Helper()
 	var last struct {
@@ -240,7 +241,7 @@ func (bt *boot) waitLast(version string) slots.Status {
 	deadline := time.Now().Add(guardHealthy)
 	for time.Now().Before(deadline) {
 		_, body := bt.status()
-		if err := json.Unmarshal(body, &last); err == nil && last.Update.Last != nil && last.Update.Last.Version == version {
+		if err := json.Unmarshal(body, &last); err == nil && last.Update.Last != nil && last.Update.Last.Version == version && last.Update.Last.Result != "installed" {
 			bt.tb.Logf("%s: update.last: %s %s: %s", bt.name, version, last.Update.Last.Result, last.Update.Last.Reason)
 			bt.lastResult, bt.lastReason = last.Update.Last.Result, last.Update.Last.Reason
 			return last.Update.Status
