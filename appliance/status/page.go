@@ -37,7 +37,7 @@ type pageData struct {
 	Sim     bool
 	Token   string // simulated board: the button API's per-process token
 	Graphs  []Graph
-	Armed   bool   // simulated board: a factory reset waits for its confirming press
+	Armed   bool // simulated board: a factory reset waits for its confirming press
 	Now     time.Time
 	Members []memberRow
 }

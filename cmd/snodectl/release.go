@@ -137,6 +137,17 @@ func (k keyFiles) read() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// readKeyFlags reads the --release-key and --admin-key files.
+func readKeyFlags(rel, admin keyFiles) (rk, ak []byte, err error) {
+	if rk, err = rel.read(); err != nil {
+		return nil, nil, err
+	}
+	if ak, err = admin.read(); err != nil {
+		return nil, nil, err
+	}
+	return rk, ak, nil
+}
+
 func releaseMake(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("snodectl release make", flag.ContinueOnError)
 	board := fs.String("board", "qemu-arm64", "board: qemu-arm64, rpi3, rpi4")
@@ -160,11 +171,7 @@ func releaseMake(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rk, err := relKeys.read()
-	if err != nil {
-		return err
-	}
-	ak, err := adminKeys.read()
+	rk, ak, err := readKeyFlags(relKeys, adminKeys)
 	if err != nil {
 		return err
 	}

@@ -26,11 +26,7 @@ func imageBuild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rk, err := relKeys.read()
-	if err != nil {
-		return err
-	}
-	ak, err := adminKeys.read()
+	rk, ak, err := readKeyFlags(relKeys, adminKeys)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/snodebox/snodebox/image/debpkg"
 	"github.com/snodebox/snodebox/image/initramfs"
 	"github.com/snodebox/snodebox/image/modules"
+	"github.com/snodebox/snodebox/image/sdcard"
 )
 
 // Builder assembles boot artifacts from the pinned packages.
@@ -99,7 +100,7 @@ func (b *Builder) Kernel(ctx context.Context, board, out, dtbOut string) (string
 		return "", err
 	}
 	img := filepath.Join(t.Root, "boot", "vmlinuz-"+t.KVer)
-	if err := copyFile(img, out); err != nil {
+	if err := sdcard.CopyFile(img, out); err != nil {
 		return "", fmt.Errorf("kernel image: %w", err)
 	}
 	if dtbOut != "" {
@@ -107,35 +108,11 @@ func (b *Builder) Kernel(ctx context.Context, board, out, dtbOut string) (string
 			return "", fmt.Errorf("board %s: QEMU's virt machine generates its device tree; no --dtb-out", board)
 		}
 		src := filepath.Join(t.Root, "usr", "lib", "linux-image-"+t.KVer, dtb)
-		if err := copyFile(src, dtbOut); err != nil {
+		if err := sdcard.CopyFile(src, dtbOut); err != nil {
 			return "", fmt.Errorf("device tree: %w", err)
 		}
 	}
 	return t.KVer, nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	if err := mkdirFor(dst); err != nil {
-		return err
-	}
-	tmp := dst + ".tmp"
-	out, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
 }
 
 // version is git describe of the repository, or "dev".

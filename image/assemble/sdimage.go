@@ -240,7 +240,7 @@ func (b *Builder) BootTree(ctx context.Context, board, dir string, extra map[str
 	if err != nil {
 		return err
 	}
-	if err := copyFile(filepath.Join(root, ub.Path), filepath.Join(dir, "u-boot.bin")); err != nil {
+	if err := sdcard.CopyFile(filepath.Join(root, ub.Path), filepath.Join(dir, "u-boot.bin")); err != nil {
 		return fmt.Errorf("u-boot for %s: %w", board, err)
 	}
 	if fw, ok := PiFirmware[board]; ok {
@@ -253,7 +253,7 @@ func (b *Builder) BootTree(ctx context.Context, board, dir string, extra map[str
 			return err
 		}
 		for _, f := range fw {
-			if err := copyFile(filepath.Join(froot, "usr", "lib", "raspi-firmware", f), filepath.Join(dir, f)); err != nil {
+			if err := sdcard.CopyFile(filepath.Join(froot, "usr", "lib", "raspi-firmware", f), filepath.Join(dir, f)); err != nil {
 				return fmt.Errorf("pi firmware: %w", err)
 			}
 		}
@@ -330,7 +330,7 @@ func copyGlob(root, glob, dst string, flat bool) error {
 		if flat {
 			rel = filepath.Base(p)
 		}
-		if err := copyFile(p, filepath.Join(dst, rel)); err != nil {
+		if err := sdcard.CopyFile(p, filepath.Join(dst, rel)); err != nil {
 			return err
 		}
 	}

@@ -48,7 +48,7 @@ func PrepareImage(ctx context.Context, machine, image, stateDir string, size int
 	}
 	ib.Disk = filepath.Join(stateDir, DiskName)
 	if _, err := os.Stat(ib.Disk); os.IsNotExist(err) {
-		if err := copyWhole(image, ib.Disk); err != nil {
+		if err := sdcard.CopyFile(image, ib.Disk); err != nil {
 			return ib, err
 		}
 		ib.Created = true
@@ -147,24 +147,4 @@ func refreshSystem(src, dst *sdcard.Card) error {
 		}
 	}
 	return nil
-}
-
-func copyWhole(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst + ".tmp")
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(dst+".tmp", dst)
 }

@@ -103,3 +103,37 @@ func BenchmarkImage(b *testing.B) {
 	}
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkUpdate installs a release through the channel on the qemu-arm64
+// card: seconds to download and write the slot (from the agent starting to
+// write to the slot being selected), bytes written, and seconds from the
+// reboot into the new slot to its commit.
+func BenchmarkUpdate(b *testing.B) {
+	e := setup(b)
+	k := e.updateKit(b)
+	srv := startRelServer(b, filepath.Join(k.dir, "releases"))
+	for i := 0; i < b.N; i++ {
+		state := e.freshState(b, "bench-update")
+		bt := e.startImageWith(b, state, k.card, "bench-update-1", srv.addr)
+		bt.expect(guardHealthy, "slot marked good")
+		srv.set("v2", false, false)
+		w := bt.expect(guardHealthy, `msg="writing slot"`)
+		inst := bt.expect(guardHealthy, "result=installed")
+		bt.rebooted()
+		bt2 := e.startImageWith(b, state, k.card, "bench-update-2", srv.addr)
+		start := bt2.expect(guardMarker, "snodebox: booting slot B")
+		done := bt2.expect(guardHealthy, "result=committed")
+		bt2.m.Kill()
+		<-bt2.m.Done()
+		fi, err := os.Stat(filepath.Join(k.dir, "releases", "v2", "slot.img"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		secs := (inst.At - w.At).Seconds()
+		b.ReportMetric(secs, "s_download_install")
+		b.ReportMetric(float64(fi.Size())/1e6, "MB_written")
+		b.ReportMetric(float64(fi.Size())/1e6/secs, "MB/s")
+		b.ReportMetric((done.At - start.At).Seconds(), "s_trial_boot_to_commit")
+	}
+	b.ReportMetric(0, "ns/op")
+}

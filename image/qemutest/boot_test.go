@@ -1,7 +1,6 @@
 package qemutest
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -69,12 +68,7 @@ func TestVirtBootServesPowersOffAndGrowsDataDisk(t *testing.T) {
 	}
 	checkMBRFresh(t, img, size1)
 
-	seed := make([]byte, 32)
-	rand.Read(seed)
-	signer, err := rpcclient.NewSession(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := newAccount(t)
 	msg := newMessage(t)
 
 	// First boot: PID 1 formats the blank partition and grows it.

@@ -337,3 +337,15 @@ func checkMBRFills(tb testing.TB, path string) {
 		tb.Fatalf("data partition ends at %d, disk is %d bytes: not grown to fill it", end, fi.Size())
 	}
 }
+
+// newAccount is a fresh random Session account.
+func newAccount(tb testing.TB) *rpcclient.Signer {
+	tb.Helper()
+	seed := make([]byte, 32)
+	rand.Read(seed)
+	s, err := rpcclient.NewSession(seed)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}

@@ -2,7 +2,6 @@ package qemutest
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"sync"
@@ -89,13 +88,7 @@ func TestPowerCutWhileStoring(t *testing.T) {
 	state := e.freshState(t, "powercut")
 	signers := make([]*rpcclient.Signer, 8)
 	for i := range signers {
-		seed := make([]byte, 32)
-		rand.Read(seed)
-		s, err := rpcclient.NewSession(seed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		signers[i] = s
+		signers[i] = newAccount(t)
 	}
 	a := &acked{msgs: map[int][]string{}}
 	total := 0

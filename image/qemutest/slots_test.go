@@ -2,7 +2,6 @@ package qemutest
 
 import (
 	"context"
-	"crypto/rand"
 
 	"strings"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	"github.com/snodebox/snodebox/appliance/slots"
 	"github.com/snodebox/snodebox/image/sdcard"
 	"github.com/snodebox/snodebox/image/slot"
-	"github.com/snodebox/snodebox/storage/rpcclient"
 )
 
 // bootFreshCard boots a new copy of the card to healthy with slot A marked
@@ -43,12 +41,7 @@ func TestImageBootsSlotAThroughUBoot(t *testing.T) {
 	if u.BootedSlot != "A" || u.Version != "v1" || u.OtherSlot.State != slot.StateGood || u.OtherSlot.Version != "v1" || u.LastSwitch != nil {
 		bt.fail("update object %+v, want booted A, version v1, other slot v1 good, no switch", u)
 	}
-	seed := make([]byte, 32)
-	rand.Read(seed)
-	signer, err := rpcclient.NewSession(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := newAccount(t)
 	msg := newMessage(t)
 	checkInfo(bt)
 	storeMessage(bt, signer, msg)

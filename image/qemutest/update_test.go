@@ -2,7 +2,6 @@ package qemutest
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -22,7 +21,6 @@ import (
 	"github.com/snodebox/snodebox/image/release"
 	"github.com/snodebox/snodebox/image/sdcard"
 	"github.com/snodebox/snodebox/image/slot"
-	"github.com/snodebox/snodebox/storage/rpcclient"
 )
 
 // relServer is the release channel on the host's loopback: the guest
@@ -100,7 +98,7 @@ func (s *relServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, name, fi.ModTime(), f)
 }
 
-func startRelServer(t *testing.T, root string) *relServer {
+func startRelServer(t testing.TB, root string) *relServer {
 	s := &relServer{root: root}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -120,7 +118,7 @@ type updateKit struct {
 	v2Slot                    slot.Manifest
 }
 
-func key(t *testing.T, dir, name string) minisign.PrivateKey {
+func key(t testing.TB, dir, name string) minisign.PrivateKey {
 	t.Helper()
 	kd := filepath.Join(dir, "keys", name)
 	os.RemoveAll(kd)
@@ -140,7 +138,7 @@ func pubText(k minisign.PrivateKey) []byte {
 
 // resign writes a copy of release src as dst with the manifest edited and
 // signed by k.
-func resign(t *testing.T, root, src, dst string, k minisign.PrivateKey, edit func(*release.Manifest)) {
+func resign(t testing.TB, root, src, dst string, k minisign.PrivateKey, edit func(*release.Manifest)) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(root, src, release.ManifestFile))
 	if err != nil {
@@ -162,7 +160,7 @@ func resign(t *testing.T, root, src, dst string, k minisign.PrivateKey, edit fun
 	}
 }
 
-func (e *env) updateKit(t *testing.T) *updateKit {
+func (e *env) updateKit(t testing.TB) *updateKit {
 	t.Helper()
 	ctx := context.Background()
 	im := e.images(t)
@@ -203,14 +201,15 @@ func (e *env) updateKit(t *testing.T) *updateKit {
 	if _, err := assemble.ReleaseFromSlot(ctx, exitSlot, sm, "v3", assemble.ReleaseOptions{Board: "qemu-arm64", RollbackIndex: 3, Key: k.rel, Out: filepath.Join(rels, "v3")}); err != nil {
 		t.Fatal(err)
 	}
-	// Refused ones, each from v2's payload.
+	// Refused ones, each with another system than the one running (the same
+	// system as the running one is "nothing new", not a refusal).
 	resign(t, rels, "v2", "badsig", k.rel, func(m *release.Manifest) { m.Version = "v2-badsig" })
 	badsig := filepath.Join(rels, "badsig", release.ManifestFile)
 	data, _ := os.ReadFile(badsig)
 	os.WriteFile(badsig, []byte(strings.Replace(string(data), `"rollback_index": 2`, `"rollback_index": 9`, 1)), 0o644)
 	resign(t, rels, "v2", "unknownkey", k.other, func(m *release.Manifest) { m.Version = "v2-unknownkey" })
 	resign(t, rels, "v2", "wrongboard", k.rel, func(m *release.Manifest) { m.Version = "v2-rpi4"; m.Board = "rpi4" })
-	resign(t, rels, "v2", "lowindex", k.rel, func(m *release.Manifest) { m.Version = "v1.5"; m.RollbackIndex = 1 })
+	resign(t, rels, "v4", "lowindex", k.rel, func(m *release.Manifest) { m.Version = "v1.5"; m.RollbackIndex = 1 })
 	resign(t, rels, "v2", "badhash", k.rel, func(m *release.Manifest) {
 		m.Version = "v2-badhash"
 		m.Payloads[0].SHA256 = strings.Repeat("ab", 32)
@@ -280,12 +279,7 @@ func TestSignedUpdates(t *testing.T) {
 	bt := boot()
 	bt.expect(guardHealthy, "slot marked good")
 	ed := bt.ed25519()
-	seed := make([]byte, 32)
-	rand.Read(seed)
-	signer, err := rpcclient.NewSession(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := newAccount(t)
 	msg := newMessage(t)
 	storeMessage(bt, signer, msg)
 

@@ -298,7 +298,7 @@ func stageTree(dir, scratch string, epoch time.Time) (string, error) {
 			dirs = append(dirs, dst)
 			return os.MkdirAll(dst, 0o755)
 		case d.Type().IsRegular():
-			if err := copyFile(p, dst); err != nil {
+			if err := CopyFile(p, dst); err != nil {
 				return err
 			}
 			return os.Chtimes(dst, epoch, epoch)
@@ -328,21 +328,32 @@ func sortedNames(dir string) ([]string, error) {
 	return out, nil
 }
 
-func copyFile(src, dst string) error {
+// CopyFile copies src to dst through a temporary file renamed into place,
+// so dst is never half written; dst's directory is created.
+func CopyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.Create(dst)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp := dst + ".tmp"
+	out, err := os.Create(tmp)
 	if err != nil {
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
+		os.Remove(tmp)
 		return err
 	}
-	return out.Close()
+	if err := out.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
 }
 
 // copyInto writes the file img at offset off of f; it must fit in max.
