@@ -411,17 +411,17 @@ func (rt *app) sampleHistory(ctx context.Context) error {
 	t := time.NewTicker(status.HistoryEvery)
 	defer t.Stop()
 	for {
-		var stores, msgs int64
+		// Until the node runs there is nothing to plot (a zero would
+		// read as "empty disk, no messages").
 		if n, _ := rt.current(); n != nil {
 			st := n.Store.Stats()
-			stores, msgs = st.Stores, st.Messages
+			d := diskUsage(rt.nodeCfg.DataDir)
+			var temp *float64
+			if c, ok := rt.board.Temperature(); ok {
+				temp = &c
+			}
+			rt.history.Add(time.Now(), st.Stores, st.Messages, d.TotalBytes-min(d.FreeBytes, d.TotalBytes), temp)
 		}
-		d := diskUsage(rt.nodeCfg.DataDir)
-		var temp *float64
-		if c, ok := rt.board.Temperature(); ok {
-			temp = &c
-		}
-		rt.history.Add(time.Now(), stores, msgs, d.TotalBytes-min(d.FreeBytes, d.TotalBytes), temp)
 		select {
 		case <-ctx.Done():
 			return nil
