@@ -8,7 +8,7 @@ set -euo pipefail
 need_pkgs=(
 	qemu-system-arm qemu-utils dosfstools mtools e2fsprogs kmod util-linux
 	device-tree-compiler u-boot-tools minisign iproute2 cpio xz-utils
-	ca-certificates curl chromium socat
+	ca-certificates curl chromium socat python3-zmq
 	debian-archive-keyring apt dpkg
 	git make
 )
