@@ -42,7 +42,7 @@ type Conn struct {
 	// ClientKey is, on a CURVE server, the client's long-term public key.
 	clientKey [32]byte
 
-	wmu sync.Mutex
+	wmu  sync.Mutex
 	wbuf []byte
 
 	curve      bool
