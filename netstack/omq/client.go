@@ -285,4 +285,3 @@ func (cl *Client) Close() {
 		delete(cl.conns, a)
 	}
 }
-
