@@ -22,6 +22,7 @@ import (
 
 	"github.com/snodebox/snodebox/appliance/tuning"
 	"github.com/snodebox/snodebox/image/release"
+	"github.com/snodebox/snodebox/netstack/registry"
 )
 
 // FileName is the config file's name on the boot partition.
@@ -336,8 +337,13 @@ func ValidRegistry(spec string) error {
 			return fmt.Errorf("%q: the part after the colon must be an http(s) URL", spec)
 		}
 		return nil
+	case strings.HasPrefix(spec, "oxend-omq:"):
+		if _, err := registry.ParseOxendOMQ(strings.TrimPrefix(spec, "oxend-omq:")); err != nil {
+			return err
+		}
+		return nil
 	}
-	return fmt.Errorf("%q: want self, oxend:URL or devnet:URL", spec)
+	return fmt.Errorf("%q: want self, oxend:URL, oxend-omq:ipc:///path/oxend.sock, oxend-omq:curve://IP:PORT/KEY or devnet:URL", spec)
 }
 
 // ValidNTPServer checks "host" or "host:port".

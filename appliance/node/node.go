@@ -68,6 +68,64 @@ type Node struct {
 	started  time.Time
 	listener net.Listener
 	httpsSrv *http.Server
+	oxend    *registry.OxendOMQ // registry oxend-omq:…
+}
+
+// OxendOMQPrefix selects the oxend-omq registry: oxend-omq:ipc:///path or
+// oxend-omq:curve://IP:PORT/X25519HEX.
+const OxendOMQPrefix = "oxend-omq:"
+
+// OxendPingInterval is how often oxend hears from us: upstream's storage
+// server pings every 30 s, and oxend's uptime proofs need a recent ping.
+const OxendPingInterval = 30 * time.Second
+
+// oxendKeys builds the identity from oxend's keys, checking that its
+// X25519 key is the one derived from the Ed25519 key (spec §9).
+func oxendKeys(o *registry.OxendOMQ) (*identity.Keys, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	sk, err := o.Keys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("service node keys from oxend: %w", err)
+	}
+	keys, err := identity.FromSeed(sk.Ed25519[:])
+	if err != nil {
+		return nil, err
+	}
+	if keys.X25519Priv != sk.X25519 {
+		return nil, errors.New("oxend's X25519 key is not the one its Ed25519 key derives: refusing to run with mismatched keys")
+	}
+	return keys, nil
+}
+
+// oxendPinger pings oxend and renews the block subscription; a new block
+// makes the swarm fetch the list at once.
+func (n *Node) oxendPinger(ctx context.Context) error {
+	t := time.NewTicker(OxendPingInterval)
+	defer t.Stop()
+	for {
+		info := registry.PingInfo{
+			Version:   rpc.ProtocolVersion,
+			Ed25519:   n.Keys.Ed25519Hex(),
+			HTTPSPort: int(n.Self.HTTPSPort),
+			OMQPort:   int(n.Self.OMQPort),
+		}
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := n.oxend.Ping(pctx, info); err != nil {
+			n.log.Warn("oxend ping", "err", err)
+		}
+		if err := n.oxend.Subscribe(pctx); err != nil {
+			n.log.Warn("oxend block subscription", "err", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-n.oxend.Blocks():
+			n.Swarm.Refresh()
+		}
+	}
 }
 
 // New opens the node's state (identity, database) and wires its services;
@@ -93,12 +151,28 @@ func New(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
 	}
-	keys, created, err := identity.Load(cfg.KeyDir)
-	if err != nil {
-		return nil, err
+	var keys *identity.Keys
+	if strings.HasPrefix(cfg.Registry, OxendOMQPrefix) {
+		// A service node's keys are oxend's: asked for at every start,
+		// never generated here, never written or logged.
+		o, err := registry.NewOxendOMQ(strings.TrimPrefix(cfg.Registry, OxendOMQPrefix), nil)
+		if err != nil {
+			return nil, err
+		}
+		if keys, err = oxendKeys(o); err != nil {
+			return nil, err
+		}
+		n.oxend = o
+		n.log.Info("identity from oxend", "ed25519", keys.Ed25519Hex(), "x25519", keys.X25519Hex())
+	} else {
+		k, created, err := identity.Load(cfg.KeyDir)
+		if err != nil {
+			return nil, err
+		}
+		keys = k
+		n.log.Info("identity", "ed25519", keys.Ed25519Hex(), "x25519", keys.X25519Hex(), "new", created)
 	}
 	n.Keys = keys
-	n.log.Info("identity", "ed25519", keys.Ed25519Hex(), "x25519", keys.X25519Hex(), "new", created)
 
 	self, err := selfRecord(cfg, keys)
 	if err != nil {
@@ -117,10 +191,12 @@ func New(cfg Config) (*Node, error) {
 			StatePath: filepath.Join(cfg.DataDir, "devnet-registry.json"), Logger: n.log.With("svc", "registry"),
 		})
 	}
-	src, err := registrySource(cfg, keys, self)
-	if err != nil {
-		st.Close()
-		return nil, err
+	var src registry.Source = n.oxend
+	if n.oxend == nil {
+		if src, err = registrySource(cfg, keys, self); err != nil {
+			st.Close()
+			return nil, err
+		}
 	}
 	n.Source = src
 
@@ -195,7 +271,7 @@ func registrySource(cfg Config, keys *identity.Keys, self registry.Node) (regist
 		}
 		return registry.NewDevnetSource(u, keys, self, nil), nil
 	default:
-		return nil, fmt.Errorf("registry %q: unknown source (want self, oxend:URL or devnet:URL)", spec)
+		return nil, fmt.Errorf("registry %q: unknown source (want self, oxend:URL, oxend-omq:ADDRESS or devnet:URL)", spec)
 	}
 }
 
@@ -291,11 +367,15 @@ type Service struct {
 
 // Services lists what Run supervises.
 func (n *Node) Services() []Service {
-	return []Service{
+	out := []Service{
 		{Name: "https", Run: n.serveHTTPS},
 		{Name: "swarm", Run: n.Swarm.Run},
 		{Name: "prune", Run: n.prune},
 	}
+	if n.oxend != nil {
+		out = append(out, Service{Name: "oxend", Run: n.oxendPinger})
+	}
+	return out
 }
 
 func (n *Node) serveHTTPS(ctx context.Context) error {

@@ -59,7 +59,7 @@ func runHosted(args []string) error {
 	fs.StringVar(&nc.Listen, "listen", "127.0.0.1:22021", "HTTPS address for the storage RPC, onion requests and peers")
 	fs.StringVar(&nc.StatusListen, "status", "127.0.0.1:8080", "plain-HTTP status page address (empty: none)")
 	fs.StringVar(&nc.PublicIP, "public-ip", "", "IPv4 address published to the network (default: the listen address)")
-	fs.StringVar(&nc.Registry, "registry", "self", "network registry: self, oxend:URL or devnet:URL")
+	fs.StringVar(&nc.Registry, "registry", "self", "network registry: self, oxend:URL (JSON-RPC), oxend-omq:ipc:///path/oxend.sock or oxend-omq:curve://IP:PORT/X25519HEX (keys, list and pings from oxend over OxenMQ), devnet:URL")
 	fs.BoolVar(&nc.ServeRegistry, "serve-registry", false, "also serve a devnet registry on the HTTPS listener")
 	fs.Int64Var(&nc.DBCapBytes, "db-cap", 0, "message database size cap in bytes (0: default)")
 	noLimit := fs.Bool("no-rate-limit", false, "disable the per-IP rate limit (benchmarks only)")

@@ -72,6 +72,8 @@ var Version = int64(rpc.ProtocolVersion[0]*10000 + rpc.ProtocolVersion[1]*100 + 
 type Swarm struct {
 	cfg Config
 	log *slog.Logger
+	// refresh asks Run to read the registry now.
+	refresh chan struct{}
 
 	mu       sync.RWMutex
 	snap     registry.Snapshot
@@ -145,7 +147,7 @@ func New(cfg Config) *Swarm {
 	}
 	self := cfg.Self
 	self.SwarmID = registry.NoSwarm
-	s := &Swarm{
+	s := &Swarm{refresh: make(chan struct{}, 1),
 		cfg: cfg, log: cfg.Logger,
 		snap:    registry.Snapshot{Nodes: []registry.Node{self}},
 		ourID:   registry.NoSwarm,
@@ -184,7 +186,16 @@ func (s *Swarm) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-s.refresh:
 		}
+	}
+}
+
+// Refresh makes Run read the registry now (oxend announced a new block).
+func (s *Swarm) Refresh() {
+	select {
+	case s.refresh <- struct{}{}:
+	default:
 	}
 }
 
