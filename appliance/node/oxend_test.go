@@ -70,6 +70,10 @@ func TestNodeFollowsOxendOverOMQ(t *testing.T) {
 	if p := fake.Pings()[0]; p.Ed25519 != n.Keys.Ed25519Hex() || p.HTTPSPort != int(port) {
 		t.Errorf("ping %+v", p)
 	}
+	nodetest.Until(t, "oxend facts on the status page", func() bool {
+		o := n.Status().Oxend
+		return o != nil && o.Height == 1000 && !o.LastPing.IsZero() && o.Active && o.PingError == ""
+	})
 	url := "https://" + listen
 	swarmOf := func(pub string) (string, int) {
 		code, body, err := rpcclient.Do(context.Background(), url, "get_swarm", map[string]any{"pubkey": pub})

@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"github.com/snodebox/snodebox/netstack/registry"
 	"net/http"
 	"time"
 )
@@ -26,6 +27,17 @@ type Status struct {
 	SwarmID  string   `json:"swarm_id"`
 	Swarm    []string `json:"swarm_members"`
 	Time     int64    `json:"time_ms"`
+	// Oxend is the oxend-omq registry's view (nil for other registries).
+	Oxend *OxendStatus `json:"oxend,omitempty"`
+}
+
+// OxendStatus is what the status page says about the node's oxend.
+type OxendStatus struct {
+	Height    uint64    `json:"height"`
+	LastPing  time.Time `json:"last_ping_accepted,omitzero"`
+	PingError string    `json:"ping_error,omitempty"`
+	// Active: this node is in oxend's list with a swarm.
+	Active bool `json:"active"`
 }
 
 // Status collects the node's state.
@@ -50,6 +62,12 @@ func (n *Node) Status() Status {
 	}
 	s.Protocol = protocolString()
 	id, members := n.Swarm.Ours()
+	if n.oxend != nil {
+		snap := n.Swarm.Snapshot()
+		at, perr := n.oxend.LastPing()
+		me, found := snap.Find(n.Self.Ed25519)
+		s.Oxend = &OxendStatus{Height: snap.Height, LastPing: at, PingError: perr, Active: found && me.SwarmID != registry.NoSwarm}
+	}
 	s.SwarmID = hex64(id)
 	for _, m := range members {
 		s.Swarm = append(s.Swarm, m.Ed25519Hex())

@@ -411,3 +411,14 @@ func TestHistoryRingAndGraphs(t *testing.T) {
 		t.Error("one sample drew a graph")
 	}
 }
+
+func TestOxendFactsOnThePage(t *testing.T) {
+	r := sampleReport()
+	r.Oxend = &node.OxendStatus{Height: 1234567, LastPing: time.Now().Add(-20 * time.Second), Active: true}
+	body := get(t, Handler(SourceFunc(func() Report { return r }), nil), "/").Body.String()
+	for _, want := range []string{"oxend: block height 1234567", "last ping accepted", "in the active set"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
