@@ -1,0 +1,96 @@
+package omqpeer
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/snodebox/snodebox/netstack/identity"
+	"github.com/snodebox/snodebox/netstack/peer"
+	"github.com/snodebox/snodebox/netstack/registry"
+)
+
+type node struct {
+	keys *identity.Keys
+	rec  registry.Node
+	t    *Transport
+}
+
+func startNodes(t *testing.T, n int, active map[int]bool) []*node {
+	var nodes []*node
+	var lns []net.Listener
+	for i := 0; i < n; i++ {
+		k, err := identity.Generate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec registry.Node
+		copy(rec.Ed25519[:], k.Ed25519Pub)
+		rec.X25519 = k.X25519Pub
+		rec.IP = netip.MustParseAddr("127.0.0.1")
+		rec.OMQPort = uint16(ln.Addr().(*net.TCPAddr).Port)
+		nodes = append(nodes, &node{keys: k, rec: rec})
+		lns = append(lns, ln)
+	}
+	for i, nd := range nodes {
+		nd.t = New(Config{Keys: nd.keys, ByX25519: func(x [32]byte) (registry.Node, bool) {
+			for j, o := range nodes {
+				if o.rec.X25519 == x && active[j] {
+					return o.rec, true
+				}
+			}
+			return registry.Node{}, false
+		}})
+		t.Cleanup(nd.t.Close)
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		go nd.t.Serve(ctx, lns[i])
+	}
+	return nodes
+}
+
+func TestCallsBetweenServiceNodes(t *testing.T) {
+	nodes := startNodes(t, 3, map[int]bool{0: true, 1: true})
+	var sawFrom ed25519.PublicKey
+	nodes[1].t.Handle(peer.CmdStorageCC, func(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
+		sawFrom = from
+		return peer.Reply{Status: 200, Body: append([]byte("stored:"), body...)}
+	})
+	nodes[1].t.Handle(peer.CmdPing, func(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
+		panic("boom")
+	})
+	ctx := context.Background()
+	r, err := nodes[0].t.Call(ctx, nodes[1].rec, peer.CmdStorageCC, []byte("d1:ai1ee"))
+	if err != nil || r.Status != 200 || string(r.Body) != "stored:d1:ai1ee" {
+		t.Fatalf("storage_cc: %+v %v", r, err)
+	}
+	if !sawFrom.Equal(nodes[0].keys.Ed25519Pub) {
+		t.Errorf("handler saw caller %x, want node 0's Ed25519 key", sawFrom)
+	}
+	if r, err := nodes[0].t.Call(ctx, nodes[1].rec, peer.CmdPing, nil); err != nil || r.Status != 500 {
+		t.Errorf("a panicking handler: %+v %v", r, err)
+	}
+	// Node 2 is not in the active set: refused as FORBIDDEN_SN.
+	if r, err := nodes[2].t.Call(ctx, nodes[1].rec, peer.CmdStorageCC, []byte("x")); err != nil || r.Status != 403 {
+		t.Errorf("a caller outside the active set: %+v %v", r, err)
+	}
+	// A peer without an OMQ port and no fallback.
+	noOMQ := nodes[1].rec
+	noOMQ.OMQPort = 0
+	if _, err := nodes[0].t.Call(ctx, noOMQ, peer.CmdPing, nil); !errors.Is(err, peer.ErrUnreachable) {
+		t.Errorf("no OMQ port: %v", err)
+	}
+	// A wrong X25519 key for the peer: the CURVE handshake fails.
+	wrong := nodes[1].rec
+	wrong.X25519[0] ^= 1
+	if _, err := nodes[0].t.Call(ctx, wrong, peer.CmdPing, nil); !errors.Is(err, peer.ErrUnreachable) && !errors.Is(err, peer.ErrTimeout) {
+		t.Errorf("wrong peer key: %v", err)
+	}
+}
