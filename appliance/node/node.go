@@ -24,6 +24,7 @@ import (
 	"github.com/snodebox/snodebox/netstack/onion"
 	"github.com/snodebox/snodebox/netstack/peer"
 	"github.com/snodebox/snodebox/netstack/peer/httpspeer"
+	"github.com/snodebox/snodebox/netstack/peer/omqpeer"
 	"github.com/snodebox/snodebox/netstack/registry"
 	"github.com/snodebox/snodebox/storage"
 	"github.com/snodebox/snodebox/storage/msgstore"
@@ -50,6 +51,10 @@ type Config struct {
 	// Routes are more handlers on the HTTPS listener (pattern → handler),
 	// e.g. the update agent's push endpoint.
 	Routes map[string]http.Handler
+	// OMQListen, when set, serves peers over OxenMQ (CURVE under the
+	// node's X25519 key) on this address and publishes its port; peers
+	// that publish an OMQ port are then called over OMQ, others over HTTPS.
+	OMQListen string
 }
 
 // Node is a running set of node services.
@@ -69,6 +74,27 @@ type Node struct {
 	listener net.Listener
 	httpsSrv *http.Server
 	oxend    *registry.OxendOMQ // registry oxend-omq:…
+	// OMQ is the OxenMQ peer transport (Config.OMQListen).
+	OMQ *omqpeer.Transport
+}
+
+// byX25519 finds a service node of the current list by its X25519 key.
+func (n *Node) byX25519(x [32]byte) (registry.Node, bool) {
+	for _, nd := range n.Swarm.Snapshot().Nodes {
+		if nd.X25519 == x {
+			return nd, true
+		}
+	}
+	return registry.Node{}, false
+}
+
+// serveOMQ serves peers over OxenMQ.
+func (n *Node) serveOMQ(ctx context.Context) error {
+	ln, err := net.Listen("tcp", n.cfg.OMQListen)
+	if err != nil {
+		return fmt.Errorf("listen omq %s: %w", n.cfg.OMQListen, err)
+	}
+	return n.OMQ.Serve(ctx, ln)
 }
 
 // OxendOMQPrefix selects the oxend-omq registry: oxend-omq:ipc:///path or
@@ -201,18 +227,27 @@ func New(cfg Config) (*Node, error) {
 	n.Source = src
 
 	n.Peers = httpspeer.New(httpspeer.Config{Keys: keys, Known: n.known, Logger: n.log.With("svc", "peer")})
-	n.Swarm = swarm.New(swarm.Config{Keys: keys, Self: self, Source: src, Transport: n.Peers, Store: st, Logger: n.log.With("svc", "swarm")})
+	var transport peer.Transport = n.Peers
+	muxes := []peer.Mux{n.Peers}
+	if cfg.OMQListen != "" {
+		n.OMQ = omqpeer.New(omqpeer.Config{Keys: keys, ByX25519: n.byX25519, Fallback: n.Peers, Logger: n.log.With("svc", "omq")})
+		transport = n.OMQ
+		muxes = append(muxes, n.OMQ)
+	}
+	n.Swarm = swarm.New(swarm.Config{Keys: keys, Self: self, Source: src, Transport: transport, Store: st, Logger: n.log.With("svc", "swarm")})
 	n.RPC = rpc.New(rpc.Config{Keys: keys, Store: st, Swarm: n.Swarm, RateLimit: cfg.RateLimit, Logger: n.log.With("svc", "rpc")})
 	n.Onion = onion.New(onion.Config{
-		Keys: keys, RPC: n.RPC, Transport: n.Peers, Lookup: n.lookup, NotReady: n.Swarm.NotReady,
+		Keys: keys, RPC: n.RPC, Transport: transport, Lookup: n.lookup, NotReady: n.Swarm.NotReady,
 		AllowPrivateProxy: cfg.AllowPrivateProxy, Logger: n.log.With("svc", "onion"),
 	})
-	n.Peers.Handle(peer.CmdStorageCC, n.RPC.HandleStorageCC)
-	n.Swarm.Register(n.Peers) // data, data_ready
-	n.Peers.Handle(peer.CmdOnionRequest, n.Onion.HandlePeer)
-	n.Peers.Handle(peer.CmdPing, func(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
-		return peer.Reply{Status: http.StatusOK, Body: []byte("pong")}
-	})
+	for _, m := range muxes {
+		m.Handle(peer.CmdStorageCC, n.RPC.HandleStorageCC)
+		n.Swarm.Register(m) // data, data_ready
+		m.Handle(peer.CmdOnionRequest, n.Onion.HandlePeer)
+		m.Handle(peer.CmdPing, func(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
+			return peer.Reply{Status: http.StatusOK, Body: []byte("pong")}
+		})
+	}
 	return n, nil
 }
 
@@ -242,6 +277,17 @@ func selfRecord(cfg Config, keys *identity.Keys) (registry.Node, error) {
 	rn.X25519 = keys.X25519Pub
 	rn.IP = ip.Unmap()
 	rn.HTTPSPort = uint16(port)
+	if cfg.OMQListen != "" {
+		_, op, err := net.SplitHostPort(cfg.OMQListen)
+		if err != nil {
+			return registry.Node{}, fmt.Errorf("omq listen address %q: %w", cfg.OMQListen, err)
+		}
+		p, err := strconv.ParseUint(op, 10, 16)
+		if err != nil || p == 0 {
+			return registry.Node{}, fmt.Errorf("omq listen port %q: want 1-65535", op)
+		}
+		rn.OMQPort = uint16(p)
+	}
 	rn.Version = [3]uint16{uint16(rpc.ProtocolVersion[0]), uint16(rpc.ProtocolVersion[1]), uint16(rpc.ProtocolVersion[2])}
 	return rn, nil
 }
@@ -374,6 +420,9 @@ func (n *Node) Services() []Service {
 	}
 	if n.oxend != nil {
 		out = append(out, Service{Name: "oxend", Run: n.oxendPinger})
+	}
+	if n.OMQ != nil {
+		out = append(out, Service{Name: "omq", Run: n.serveOMQ})
 	}
 	return out
 }

@@ -37,6 +37,7 @@ func devnetUp(args []string) error {
 	fs.BoolVar(&o.Netns, "netns", false, "run each node in its own network namespace (root only)")
 	fs.StringVar(&o.Snoded, "snoded", "", "snoded binary (default: next to snodectl, else go build)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "node log level")
+	fs.StringVar(&o.Transport, "transport", "https", "peer transport between nodes: https or omq (OxenMQ/CURVE, as upstream)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

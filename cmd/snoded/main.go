@@ -57,6 +57,7 @@ func runHosted(args []string) error {
 	nc := &cfg.Node
 	fs.StringVar(&nc.DataDir, "data", "", "data directory (identity, database); required")
 	fs.StringVar(&nc.Listen, "listen", "127.0.0.1:22021", "HTTPS address for the storage RPC, onion requests and peers")
+	fs.StringVar(&nc.OMQListen, "omq-listen", "", "also serve peers over OxenMQ (CURVE) on this address, e.g. 0.0.0.0:22020; peers with an OMQ port are then called over it")
 	fs.StringVar(&nc.StatusListen, "status", "127.0.0.1:8080", "plain-HTTP status page address (empty: none)")
 	fs.StringVar(&nc.PublicIP, "public-ip", "", "IPv4 address published to the network (default: the listen address)")
 	fs.StringVar(&nc.Registry, "registry", "self", "network registry: self, oxend:URL (JSON-RPC), oxend-omq:ipc:///path/oxend.sock or oxend-omq:curve://IP:PORT/X25519HEX (keys, list and pings from oxend over OxenMQ), devnet:URL")

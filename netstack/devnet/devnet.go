@@ -30,6 +30,10 @@ type Options struct {
 	Netns    bool   // each node in its own network namespace (root only)
 	Snoded   string // snoded binary; "" = next to this executable, else `go build`
 	LogLevel string // passed to snoded (default info)
+	// Transport is how nodes talk to each other: "https" (default) or
+	// "omq" (OxenMQ/CURVE, as upstream storage servers do; each node also
+	// keeps HTTPS for clients).
+	Transport string
 	// Progress receives one line per step (nil: discarded).
 	Progress io.Writer
 }
@@ -90,6 +94,13 @@ func Up(ctx context.Context, opts Options) (*Devnet, error) {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "info"
 	}
+	switch opts.Transport {
+	case "":
+		opts.Transport = "https"
+	case "https", "omq":
+	default:
+		return nil, fmt.Errorf("devnet: --transport %q: want https or omq", opts.Transport)
+	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return nil, err
@@ -148,6 +159,19 @@ func (d *Devnet) addrs(i int) (listen, https, status, statusListen string) {
 		"http://127.0.0.1:" + strconv.Itoa(p+1), "127.0.0.1:" + strconv.Itoa(p+1)
 }
 
+// OMQPortOffset: on loopback, node i's OMQ port is BasePort+OMQPortOffset+i,
+// clear of the HTTPS/status pairs of up to 50 nodes.
+const OMQPortOffset = 100
+
+// omqAddr is node i's OMQ listener: port 22020 in its namespace, or
+// BasePort+OMQPortOffset+i on loopback.
+func (d *Devnet) omqAddr(i int) string {
+	if d.ns != nil {
+		return d.ns.nodeIP(i) + ":22020"
+	}
+	return "127.0.0.1:" + strconv.Itoa(d.opts.BasePort+OMQPortOffset+i)
+}
+
 // start launches node i.
 func (d *Devnet) start(i int) (*proc, error) {
 	listen, https, status, statusListen := d.addrs(i)
@@ -160,6 +184,9 @@ func (d *Devnet) start(i int) (*proc, error) {
 	}
 	args := []string{"run", "--data", ndir, "--listen", listen, "--status", statusListen,
 		"--registry", d.registry, "--allow-private-proxy", "--no-rate-limit", "--log-level", d.opts.LogLevel}
+	if d.opts.Transport == "omq" {
+		args = append(args, "--omq-listen", d.omqAddr(i))
+	}
 	if i == 0 {
 		args = append(args, "--serve-registry")
 	}

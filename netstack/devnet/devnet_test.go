@@ -169,6 +169,13 @@ func TestDevnetLoopback(t *testing.T) {
 	runScenario(t, Options{BasePort: base})
 }
 
+// The same scenario with every peer call over OxenMQ (CURVE), as upstream
+// storage servers talk.
+func TestDevnetLoopbackOMQ(t *testing.T) {
+	base := freeBase(t, OMQPortOffset+40)
+	runScenario(t, Options{BasePort: base, Transport: "omq"})
+}
+
 func TestDevnetNetns(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root; run the tests as root to cover --netns")
