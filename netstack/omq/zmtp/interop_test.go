@@ -31,7 +31,7 @@ func python(t *testing.T) string {
 	return ""
 }
 
-func keypair(t *testing.T) (pub, sec [32]byte) {
+func keypair(t testing.TB) (pub, sec [32]byte) {
 	p, s, err := box.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -171,3 +171,39 @@ func FuzzCurveServerHandshake(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCurveHandshake: one CURVE handshake (client and server, both in
+// this process, over loopback TCP): what a new peer connection costs.
+func BenchmarkCurveHandshake(b *testing.B) {
+	spub, ssec := keypair(b)
+	cpub, csec := keypair(b)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				Handshake(nc, Config{Mechanism: Curve, Server: true, PublicKey: spub, SecretKey: ssec})
+				nc.Close()
+			}()
+		}
+	}()
+	b.ResetTimer()
+	for range b.N {
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Handshake(nc, Config{Mechanism: Curve, PublicKey: cpub, SecretKey: csec, ServerKey: spub}); err != nil {
+			b.Fatal(err)
+		}
+		nc.Close()
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "handshakes/s")
+}

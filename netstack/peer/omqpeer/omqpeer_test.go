@@ -19,7 +19,7 @@ type node struct {
 	t    *Transport
 }
 
-func startNodes(t *testing.T, n int, active map[int]bool) []*node {
+func startNodes(t testing.TB, n int, active map[int]bool) []*node {
 	var nodes []*node
 	var lns []net.Listener
 	for i := 0; i < n; i++ {
