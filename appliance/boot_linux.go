@@ -196,9 +196,15 @@ func (rt *app) boot() {
 
 	// 9. Services.
 	rt.nodeCfg = node.Config{
-		DataDir:  DataMount,
-		KeyDir:   keyDir,
-		Listen:   fmt.Sprintf(":%d", rt.cfg.Ports.RPC),
+		DataDir: DataMount,
+		KeyDir:  keyDir,
+		Listen:  fmt.Sprintf(":%d", rt.cfg.Ports.RPC),
+		OMQListen: func() string {
+			if rt.cfg.Ports.OMQ == 0 {
+				return ""
+			}
+			return fmt.Sprintf(":%d", rt.cfg.Ports.OMQ)
+		}(),
 		Registry: rt.cfg.Registry,
 		PublicIP: rt.publicIP(st),
 		// The message store may fill 80% of the data filesystem; the rest

@@ -56,6 +56,9 @@ type Network struct {
 type Ports struct {
 	RPC    int `toml:"rpc"`    // HTTPS storage RPC, onion requests, peers (22021)
 	Status int `toml:"status"` // plain-HTTP status page (80; 0 = no status page)
+	// OMQ serves peers over OxenMQ (CURVE) on this port, as upstream
+	// storage servers do (0 = HTTPS peers only; upstream uses 22020).
+	OMQ int `toml:"omq"`
 }
 
 // Status is the status page's access policy.
@@ -259,6 +262,9 @@ func (c Config) validate() []problem {
 	}
 	if c.Network.Interface != "" && (len(c.Network.Interface) > 15 || strings.ContainsAny(c.Network.Interface, "/ \t")) {
 		bad("network.interface", "%q is not an interface name", c.Network.Interface)
+	}
+	if c.Ports.OMQ < 0 || c.Ports.OMQ > 65535 || (c.Ports.OMQ != 0 && (c.Ports.OMQ == c.Ports.RPC || c.Ports.OMQ == c.Ports.Status)) {
+		bad("ports.omq", "must be 0 (off) or a port 1–65535 other than ports.rpc and ports.status, got %d", c.Ports.OMQ)
 	}
 	if c.Ports.RPC < 1 || c.Ports.RPC > 65535 {
 		bad("ports.rpc", "must be 1–65535, got %d", c.Ports.RPC)

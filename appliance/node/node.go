@@ -234,7 +234,17 @@ func New(cfg Config) (*Node, error) {
 		transport = n.OMQ
 		muxes = append(muxes, n.OMQ)
 	}
-	n.Swarm = swarm.New(swarm.Config{Keys: keys, Self: self, Source: src, Transport: transport, Store: st, Logger: n.log.With("svc", "swarm")})
+	sc := swarm.Config{Keys: keys, Self: self, Source: src, Transport: transport, Store: st, Logger: n.log.With("svc", "swarm")}
+	if o := n.oxend; o != nil {
+		sc.ReportPeer = func(peer registry.Node, reachable bool) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := o.ReportPeer(ctx, peer.Legacy, reachable); err != nil {
+				n.log.Debug("oxend report_peer_status", "peer", peer.String(), "err", err)
+			}
+		}
+	}
+	n.Swarm = swarm.New(sc)
 	n.RPC = rpc.New(rpc.Config{Keys: keys, Store: st, Swarm: n.Swarm, RateLimit: cfg.RateLimit, Logger: n.log.With("svc", "rpc")})
 	n.Onion = onion.New(onion.Config{
 		Keys: keys, RPC: n.RPC, Transport: transport, Lookup: n.lookup, NotReady: n.Swarm.NotReady,

@@ -192,6 +192,9 @@ func (r *reacher) test(ctx context.Context, p *peerState) {
 	p.status.Tested, p.status.LastTest = true, now
 	p.status.HTTPSOK, p.status.PeerOK, p.status.Error = st.HTTPSOK, st.PeerOK, st.Error
 	p.status.Reachable = st.Reachable
+	if rep := r.s.cfg.ReportPeer; rep != nil {
+		go rep(node, st.Reachable)
+	}
 	if st.Reachable {
 		p.status.Failures, p.status.LastPass, p.status.NextTest = 0, now, time.Time{}
 		if prevFailures > 0 {

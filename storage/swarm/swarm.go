@@ -62,7 +62,10 @@ type Config struct {
 	HandshakeInterval time.Duration
 	// Reachability tests (§7.1); see reach.go.
 	Reach ReachConfig
-	Now   func() time.Time
+	// ReportPeer, when set, hears every reachability result (oxend's
+	// admin.report_peer_status, which feeds its decommission votes).
+	ReportPeer func(n registry.Node, reachable bool)
+	Now        func() time.Time
 }
 
 // Version is ProtocolVersion as the MMmmpp integer of data_ready.

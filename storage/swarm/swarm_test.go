@@ -492,7 +492,15 @@ func TestReachability(t *testing.T) {
 		t.Fatalf("dead peer: %+v", st)
 	}
 
-	// The background tests record results and back off failing peers.
+	// The background tests record results, back off failing peers and
+	// report each result (oxend's report_peer_status).
+	var repMu sync.Mutex
+	reports := map[string]bool{}
+	a.sw.cfg.ReportPeer = func(n registry.Node, reachable bool) {
+		repMu.Lock()
+		reports[n.Ed25519Hex()] = reachable
+		repMu.Unlock()
+	}
 	a.sw.reach.cfg.Tick, a.sw.reach.cfg.Every = 5*time.Millisecond, 10*time.Millisecond
 	a.sw.reach.nextRandom = time.Time{}
 	n.publish(map[*tnode]uint64{a: 1, good: 1, liar: 1, dead: 1})
@@ -520,6 +528,16 @@ func TestReachability(t *testing.T) {
 				t.Fatalf("failing peer without backoff: %+v", st)
 			}
 		}
+	}
+	eventually(t, "every result reported", func() bool {
+		repMu.Lock()
+		defer repMu.Unlock()
+		return len(reports) == 3
+	})
+	repMu.Lock()
+	defer repMu.Unlock()
+	if !reports[good.node.Ed25519Hex()] || reports[liar.node.Ed25519Hex()] || reports[dead.node.Ed25519Hex()] {
+		t.Errorf("reports %v", reports)
 	}
 }
 
