@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/snodebox/snodebox/appliance/procstat"
+	"github.com/snodebox/snodebox/netstack/bencode"
 	"github.com/snodebox/snodebox/netstack/peer"
 )
 
@@ -22,7 +23,8 @@ func BenchmarkCall(b *testing.B) {
 	nodes[1].t.Handle(peer.CmdStorageCC, func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
 		return peer.Reply{Status: 200, Body: make([]byte, 150)}
 	})
-	body := make([]byte, 1400)
+	// A storage_cc-sized body: [method, params] with 1.4 KB of params.
+	body := bencode.MustMarshal([]any{"store", map[string]any{"data": string(make([]byte, 1370))}})
 	if _, err := nodes[0].t.Call(context.Background(), nodes[1].rec, peer.CmdStorageCC, body); err != nil {
 		b.Fatal(err)
 	}

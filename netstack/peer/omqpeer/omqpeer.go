@@ -1,8 +1,17 @@
 // Package omqpeer is the peer transport over OxenMQ (package omq), the
 // way upstream storage servers talk to each other: CURVE under each node's
 // X25519 key, commands "sn.<command>" in a category only active service
-// nodes may call. A call is the request [sn.<command>, tag, body],
-// answered with [status, body].
+// nodes may call, with upstream's message parts:
+//
+//	sn.storage_cc   [method, bt-params] → [body] when OK, else [status, body]
+//	sn.data         [blob]              → []
+//	sn.ping         []                  → ["pong"]
+//	sn.onion_request [bt-data]          → [status, body]
+//	sn.data_ready   [body]              → [status, body] (snodebox's own)
+//
+// The storage code's storage_cc body is the bencoded list [method,
+// params]; it is split into the two parts on the wire and joined again on
+// arrival.
 //
 // It also dispatches to HTTPS for peers that publish no OMQ port
 // (snodebox devnets), so the swarm and onion code keep one Transport.
@@ -19,6 +28,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/snodebox/snodebox/netstack/bencode"
 	"github.com/snodebox/snodebox/netstack/identity"
 	"github.com/snodebox/snodebox/netstack/omq"
 	"github.com/snodebox/snodebox/netstack/peer"
@@ -71,13 +81,86 @@ func (t *Transport) Handle(command string, h peer.Handler) {
 	defer t.mu.Unlock()
 	t.cat.Requests[command] = func(ctx context.Context, m *omq.Message) [][]byte {
 		n, _ := t.cfg.ByX25519(m.PubKey) // the category already required it
-		var body []byte
-		if len(m.Data) > 0 {
-			body = m.Data[0]
+		body, err := joinParts(command, m.Data)
+		if err != nil {
+			return [][]byte{[]byte("400"), []byte(err.Error())}
 		}
 		r := run(ctx, h, ed25519.PublicKey(n.Ed25519[:]), body)
-		return [][]byte{[]byte(strconv.Itoa(r.Status)), r.Body}
+		return replyParts(command, r)
 	}
+}
+
+// splitBody turns a call's body into upstream's request parts.
+func splitBody(command string, body []byte) ([][]byte, error) {
+	switch command {
+	case peer.CmdStorageCC:
+		v, err := bencode.Unmarshal(body)
+		l, ok := v.([]any)
+		if err != nil || !ok || len(l) != 2 {
+			return nil, fmt.Errorf("storage_cc body is not [method, params]")
+		}
+		method, ok := l[0].([]byte)
+		if !ok {
+			return nil, fmt.Errorf("storage_cc method is not a string")
+		}
+		params, err := bencode.Marshal(l[1])
+		if err != nil {
+			return nil, err
+		}
+		return [][]byte{method, params}, nil
+	case peer.CmdPing:
+		return nil, nil
+	}
+	return [][]byte{body}, nil
+}
+
+// joinParts turns upstream's request parts back into the handler's body.
+func joinParts(command string, parts [][]byte) ([]byte, error) {
+	switch command {
+	case peer.CmdStorageCC:
+		if len(parts) != 2 {
+			return nil, fmt.Errorf("Invalid request: expected 2 message parts, received %d", len(parts))
+		}
+		params, err := bencode.Unmarshal(parts[1])
+		if err != nil {
+			return nil, fmt.Errorf("Invalid request: params: %v", err)
+		}
+		return bencode.Marshal([]any{parts[0], params})
+	case peer.CmdPing:
+		return nil, nil
+	}
+	var b []byte
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b, nil
+}
+
+// replyParts is a handler's reply in upstream's parts.
+func replyParts(command string, r peer.Reply) [][]byte {
+	ok := r.Status == 200
+	switch {
+	case command == peer.CmdStorageCC && ok, command == peer.CmdPing && ok:
+		return [][]byte{r.Body}
+	case command == peer.CmdData && ok:
+		return nil
+	}
+	return [][]byte{[]byte(strconv.Itoa(r.Status)), r.Body}
+}
+
+// readReply reads upstream's reply parts.
+func readReply(command string, r [][]byte) (peer.Reply, error) {
+	switch {
+	case len(r) == 0:
+		return peer.Reply{Status: 200}, nil
+	case len(r) == 1:
+		return peer.Reply{Status: 200, Body: r[0]}, nil
+	}
+	status, err := strconv.Atoi(string(r[0]))
+	if err != nil || status < 100 || status > 599 {
+		return peer.Reply{}, fmt.Errorf("%s reply: status %q", command, r[0])
+	}
+	return peer.Reply{Status: status, Body: r[1]}, nil
 }
 
 func run(ctx context.Context, h peer.Handler, from ed25519.PublicKey, body []byte) (r peer.Reply) {
@@ -103,7 +186,11 @@ func (t *Transport) Call(ctx context.Context, to registry.Node, command string, 
 		return peer.Reply{}, fmt.Errorf("%w: %s publishes no OMQ port", peer.ErrUnreachable, to)
 	}
 	a := omq.Address{Network: "tcp", Addr: netip.AddrPortFrom(to.IP, to.OMQPort).String(), ServerKey: to.X25519}
-	r, err := t.client.Request(ctx, a, "sn."+command, body)
+	parts, err := splitBody(command, body)
+	if err != nil {
+		return peer.Reply{}, err
+	}
+	r, err := t.client.Request(ctx, a, "sn."+command, parts...)
 	switch {
 	case errors.Is(err, omq.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
 		return peer.Reply{}, fmt.Errorf("%w: %s %s: %v", peer.ErrTimeout, command, to, err)
@@ -114,19 +201,11 @@ func (t *Transport) Call(ctx context.Context, to registry.Node, command string, 
 		}
 		return peer.Reply{}, fmt.Errorf("%w: %s %s: %v", peer.ErrUnreachable, command, to, err)
 	}
-	if len(r) < 1 {
-		return peer.Reply{}, fmt.Errorf("%w: %s %s: empty reply", peer.ErrUnreachable, command, to)
-	}
-	status, err := strconv.Atoi(string(r[0]))
+	rep, err := readReply(command, r)
 	if err != nil {
-		// Upstream answers some commands with the body alone.
-		return peer.Reply{Status: 200, Body: r[0]}, nil
+		return peer.Reply{}, fmt.Errorf("%w: %s: %v", peer.ErrUnreachable, to, err)
 	}
-	var b []byte
-	if len(r) > 1 {
-		b = r[1]
-	}
-	return peer.Reply{Status: status, Body: b}, nil
+	return rep, nil
 }
 
 // Close drops the client's connections.

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/snodebox/snodebox/netstack/bencode"
 	"github.com/snodebox/snodebox/netstack/identity"
 	"github.com/snodebox/snodebox/netstack/peer"
 	"github.com/snodebox/snodebox/netstack/registry"
@@ -67,18 +68,32 @@ func TestCallsBetweenServiceNodes(t *testing.T) {
 		panic("boom")
 	})
 	ctx := context.Background()
-	r, err := nodes[0].t.Call(ctx, nodes[1].rec, peer.CmdStorageCC, []byte("d1:ai1ee"))
-	if err != nil || r.Status != 200 || string(r.Body) != "stored:d1:ai1ee" {
+	cc := bencode.MustMarshal([]any{"store", map[string]any{"pubkey": "05ab", "ttl": 100}})
+	r, err := nodes[0].t.Call(ctx, nodes[1].rec, peer.CmdStorageCC, cc)
+	if err != nil || r.Status != 200 || string(r.Body) != "stored:"+string(cc) {
 		t.Fatalf("storage_cc: %+v %v", r, err)
+	}
+	// On the wire it is upstream's two parts, [method, bt-params].
+	if parts, err := splitBody(peer.CmdStorageCC, cc); err != nil || len(parts) != 2 || string(parts[0]) != "store" {
+		t.Fatalf("storage_cc parts %q %v", parts, err)
 	}
 	if !sawFrom.Equal(nodes[0].keys.Ed25519Pub) {
 		t.Errorf("handler saw caller %x, want node 0's Ed25519 key", sawFrom)
+	}
+	nodes[1].t.Handle(peer.CmdData, func(ctx context.Context, from ed25519.PublicKey, body []byte) peer.Reply {
+		return peer.Reply{Status: 200}
+	})
+	if r, err := nodes[0].t.Call(ctx, nodes[1].rec, peer.CmdData, []byte("blob")); err != nil || r.Status != 200 {
+		t.Errorf("sn.data: %+v %v", r, err)
+	}
+	if _, err := nodes[0].t.Call(ctx, nodes[1].rec, peer.CmdStorageCC, []byte("not a list")); err == nil {
+		t.Error("a storage_cc body that is not [method, params] was sent")
 	}
 	if r, err := nodes[0].t.Call(ctx, nodes[1].rec, peer.CmdPing, nil); err != nil || r.Status != 500 {
 		t.Errorf("a panicking handler: %+v %v", r, err)
 	}
 	// Node 2 is not in the active set: refused as FORBIDDEN_SN.
-	if r, err := nodes[2].t.Call(ctx, nodes[1].rec, peer.CmdStorageCC, []byte("x")); err != nil || r.Status != 403 {
+	if r, err := nodes[2].t.Call(ctx, nodes[1].rec, peer.CmdStorageCC, cc); err != nil || r.Status != 403 {
 		t.Errorf("a caller outside the active set: %+v %v", r, err)
 	}
 	// A peer without an OMQ port and no fallback.
