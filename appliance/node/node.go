@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,6 +87,20 @@ func (n *Node) byX25519(x [32]byte) (registry.Node, bool) {
 		}
 	}
 	return registry.Node{}, false
+}
+
+// clientRPC runs storage.<method> from the OMQ listener through the same
+// RPC server as HTTPS.
+func (n *Node) clientRPC(ctx context.Context, method string, params []byte) (int, []byte) {
+	if len(params) == 0 {
+		params = []byte("{}")
+	}
+	body, err := json.Marshal(map[string]json.RawMessage{"method": json.RawMessage(strconv.Quote(method)), "params": params})
+	if err != nil {
+		return http.StatusBadRequest, []byte("invalid params: " + err.Error())
+	}
+	status, out, _ := n.RPC.Invoke(ctx, body)
+	return status, out
 }
 
 // serveOMQ serves peers over OxenMQ.
@@ -230,7 +245,8 @@ func New(cfg Config) (*Node, error) {
 	var transport peer.Transport = n.Peers
 	muxes := []peer.Mux{n.Peers}
 	if cfg.OMQListen != "" {
-		n.OMQ = omqpeer.New(omqpeer.Config{Keys: keys, ByX25519: n.byX25519, Fallback: n.Peers, Logger: n.log.With("svc", "omq")})
+		n.OMQ = omqpeer.New(omqpeer.Config{Keys: keys, ByX25519: n.byX25519, Fallback: n.Peers, Logger: n.log.With("svc", "omq"),
+			ClientRPC: n.clientRPC, ClientMethods: rpc.Methods()})
 		transport = n.OMQ
 		muxes = append(muxes, n.OMQ)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/snodebox/snodebox/appliance/node"
 	"github.com/snodebox/snodebox/appliance/node/nodetest"
 	"github.com/snodebox/snodebox/netstack/identity"
+	"github.com/snodebox/snodebox/netstack/omq"
 	"github.com/snodebox/snodebox/netstack/registry"
 	"github.com/snodebox/snodebox/netstack/registry/oxendtest"
 	"github.com/snodebox/snodebox/storage/rpcclient"
@@ -98,4 +99,33 @@ func TestNodeFollowsOxendOverOMQ(t *testing.T) {
 		sw, _ := swarmOf(acct)
 		return sw == "8000000000000000"
 	})
+}
+
+// With --omq-listen the node serves storage.<method> to anyone over
+// OxenMQ (spec §1.2): [JSON params] in, [body] or [status, text] out.
+func TestStorageRPCOverOMQ(t *testing.T) {
+	omqAddr := nodetest.FreeAddr(t)
+	n := nodetest.Start(t, node.Config{OMQListen: omqAddr})
+	nodetest.Until(t, "healthy", func() bool { return n.Status().Healthy })
+	cl := &omq.Client{}
+	defer cl.Close()
+	a := omq.Address{Network: "tcp", Addr: omqAddr, ServerKey: n.Keys.X25519Pub}
+	ctx := context.Background()
+	r, err := cl.Request(ctx, a, "storage.info", []byte("{}"))
+	if err != nil || len(r) != 1 || !json.Valid(r[0]) {
+		t.Fatalf("storage.info: %q %v", r, err)
+	}
+	var info map[string]any
+	json.Unmarshal(r[0], &info)
+	if _, ok := info["version"]; !ok {
+		t.Errorf("info answer %s", r[0])
+	}
+	r, err = cl.Request(ctx, a, "storage.retrieve", []byte(`{"pubkey": "nope"}`))
+	if err != nil || len(r) != 2 || string(r[0]) != "400" {
+		t.Fatalf("bad retrieve: %q %v", r, err)
+	}
+	// sn.* is only for active service nodes: this client is not one.
+	if _, err := cl.Request(ctx, a, "sn.ping"); err == nil {
+		t.Error("sn.ping from a client that is not a service node was answered")
+	}
 }

@@ -38,6 +38,9 @@ type Client struct {
 	// means a fresh ephemeral key pair.
 	PublicKey, SecretKey [32]byte
 	Timeout              time.Duration // per request (default 10 s)
+	// RoutingID is sent as the ZMTP Identity: upstream service nodes use
+	// "L" + their X25519 key on outgoing SN connections ("" = none).
+	RoutingID string
 	// Commands the server may send us (oxend's notify.block).
 	Handlers map[string]func(data [][]byte)
 	Log      *slog.Logger
@@ -147,9 +150,13 @@ func (cl *Client) dial(ctx context.Context, a Address) (*clientConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("omq connect %s: %w", a, err)
 	}
-	cfg := zmtp.Config{Mechanism: zmtp.Curve, PublicKey: cl.PublicKey, SecretKey: cl.SecretKey, ServerKey: a.ServerKey, Metadata: zmtp.Metadata{"Socket-Type": "DEALER"}, HandshakeTimeout: cl.timeout()}
+	md := zmtp.Metadata{"Socket-Type": "DEALER"}
+	if cl.RoutingID != "" {
+		md["Identity"] = cl.RoutingID
+	}
+	cfg := zmtp.Config{Mechanism: zmtp.Curve, PublicKey: cl.PublicKey, SecretKey: cl.SecretKey, ServerKey: a.ServerKey, Metadata: md, HandshakeTimeout: cl.timeout()}
 	if a.Network == "unix" {
-		cfg = zmtp.Config{Mechanism: zmtp.Null, Metadata: zmtp.Metadata{"Socket-Type": "DEALER"}, HandshakeTimeout: cl.timeout()}
+		cfg = zmtp.Config{Mechanism: zmtp.Null, Metadata: md, HandshakeTimeout: cl.timeout()}
 	}
 	c, err := zmtp.Handshake(nc, cfg)
 	if err != nil {
@@ -238,7 +245,7 @@ func (cl *Client) Request(ctx context.Context, a Address, cmd string, data ...[]
 	if err != nil {
 		return nil, err
 	}
-	tagb := make([]byte, 8)
+	tagb := make([]byte, 15) // OxenMQ's reply tags are 15 random bytes
 	rand.Read(tagb)
 	tag := string(tagb)
 	ch := make(chan reply, 1)

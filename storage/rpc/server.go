@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"time"
 
@@ -679,4 +680,15 @@ func (s *Server) storageCC(ctx context.Context, body []byte) peer.Reply {
 		return fail(http.StatusInternalServerError, "request failed")
 	}
 	return peer.Reply{Status: http.StatusOK, Body: out}
+}
+
+// Methods are the client RPC method names (spec §4), sorted: the OMQ
+// listener serves each as storage.<method>.
+func Methods() []string {
+	out := make([]string, 0, len(methods))
+	for m := range methods {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -43,7 +43,13 @@ type Config struct {
 	ByX25519 func(x [32]byte) (registry.Node, bool)
 	// Fallback carries calls to peers without an OMQ port (nil: refused).
 	Fallback peer.Transport
-	Logger   *slog.Logger
+	// ClientRPC, when set, serves storage.<method> to anyone (spec §1.2):
+	// the one request part is the method's JSON params; the answer is
+	// [body] on success, else [status, text].
+	ClientRPC func(ctx context.Context, method string, params []byte) (status int, body []byte)
+	// ClientMethods are the method names ClientRPC serves.
+	ClientMethods []string
+	Logger        *slog.Logger
 }
 
 // Transport sends over OMQ and serves "sn.*" on an OMQ listener.
@@ -62,11 +68,38 @@ func New(cfg Config) *Transport {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	t := &Transport{cfg: cfg}
-	t.client = &omq.Client{PublicKey: cfg.Keys.X25519Pub, SecretKey: cfg.Keys.X25519Priv, Log: cfg.Logger}
+	t.client = &omq.Client{PublicKey: cfg.Keys.X25519Pub, SecretKey: cfg.Keys.X25519Priv, Log: cfg.Logger,
+		RoutingID: "L" + string(cfg.Keys.X25519Pub[:])}
 	t.cat = omq.Category{Access: omq.Access{Auth: omq.AuthNone, RemoteSN: true}, Requests: map[string]omq.RequestHandler{}}
+	cats := map[string]omq.Category{"sn": t.cat}
+	if cfg.ClientRPC != nil {
+		st := omq.Category{Access: omq.Access{Auth: omq.AuthNone}, Requests: map[string]omq.RequestHandler{}}
+		for _, m := range cfg.ClientMethods {
+			method := m
+			st.Requests[method] = func(ctx context.Context, msg *omq.Message) [][]byte {
+				var params []byte
+				switch len(msg.Data) {
+				case 0:
+				case 1:
+					params = msg.Data[0]
+				default:
+					return [][]byte{[]byte("400"), []byte(fmt.Sprintf("Invalid request: expected 1 message part, received %d", len(msg.Data)))}
+				}
+				if len(params) > 0 && params[0] == 'd' {
+					return [][]byte{[]byte("400"), []byte("bt-encoded storage requests over OMQ are not supported here; send JSON params")}
+				}
+				status, body := cfg.ClientRPC(ctx, method, params)
+				if status == 200 {
+					return [][]byte{body}
+				}
+				return [][]byte{[]byte(strconv.Itoa(status)), body}
+			}
+		}
+		cats["storage"] = st
+	}
 	t.server = &omq.Server{
 		PublicKey: cfg.Keys.X25519Pub, SecretKey: cfg.Keys.X25519Priv, LocalSN: true, Log: cfg.Logger,
-		Categories: map[string]omq.Category{"sn": t.cat},
+		Categories: cats,
 		IsServiceNode: func(x [32]byte) bool {
 			_, ok := cfg.ByX25519(x)
 			return ok
