@@ -15,6 +15,7 @@ type Cmdline struct {
 	NTP           []string // snode.ntp: time servers
 	NTPSet        bool     // snode.ntp was present (empty means: no time servers)
 	RPCPort       int      // 0 = not set
+	OMQPort       int      // snode.omq_port: -1 = not set, 0 = off
 	StatusPort    int      // -1 = not set (0 is a valid "no status page")
 	StatusLANOnly *bool
 	Registry      string
@@ -28,7 +29,7 @@ type Cmdline struct {
 func ReadCmdline(path string) (Cmdline, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return Cmdline{StatusPort: -1}, fmt.Errorf("read kernel command line %s: %w", path, err)
+		return Cmdline{StatusPort: -1, OMQPort: -1}, fmt.Errorf("read kernel command line %s: %w", path, err)
 	}
 	return ParseCmdline(string(b))
 }
@@ -36,7 +37,7 @@ func ReadCmdline(path string) (Cmdline, error) {
 // ParseCmdline reads the snode.* keys of a kernel command line. Values may
 // be double-quoted as the kernel allows (snode.ntp="a b" is not split).
 func ParseCmdline(s string) (Cmdline, error) {
-	c := Cmdline{StatusPort: -1}
+	c := Cmdline{StatusPort: -1, OMQPort: -1}
 	var errs []string
 	for _, f := range splitCmdline(s) {
 		k, v, hasV := strings.Cut(f, "=")
@@ -67,6 +68,13 @@ func ParseCmdline(s string) (Cmdline, error) {
 				continue
 			}
 			c.RPCPort = n
+		case "snode.omq_port":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 65535 {
+				errs = append(errs, fmt.Sprintf("snode.omq_port=%q: want 0 (off) or 1–65535", v))
+				continue
+			}
+			c.OMQPort = n
 		case "snode.status_port":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 || n > 65535 {
@@ -152,6 +160,9 @@ func (c *Config) Apply(cl Cmdline) {
 	}
 	if cl.StatusPort >= 0 {
 		c.Ports.Status = cl.StatusPort
+	}
+	if cl.OMQPort >= 0 {
+		c.Ports.OMQ = cl.OMQPort
 	}
 	if cl.StatusLANOnly != nil {
 		c.Status.LANOnly = *cl.StatusLANOnly

@@ -134,19 +134,21 @@ func TestCmdline(t *testing.T) {
 		want    Cmdline
 		wantErr string
 	}{
-		{line: "console=ttyAMA0 panic=-1", want: Cmdline{StatusPort: -1}},
+		{line: "console=ttyAMA0 panic=-1", want: Cmdline{StatusPort: -1, OMQPort: -1}},
 		{line: "console=ttyAMA0 panic=-1 snode.data=/dev/vda1 snode.ntp=10.0.2.2:1123,pool.ntp.org snode.rpc_port=22021 snode.status_port=80 snode.status_lan_only=0 snode.registry=self",
-			want: Cmdline{Data: "/dev/vda1", NTP: []string{"10.0.2.2:1123", "pool.ntp.org"}, NTPSet: true, RPCPort: 22021, StatusPort: 80, StatusLANOnly: &no, Registry: "self"}},
+			want: Cmdline{Data: "/dev/vda1", NTP: []string{"10.0.2.2:1123", "pool.ntp.org"}, NTPSet: true, RPCPort: 22021, StatusPort: 80, OMQPort: -1, StatusLANOnly: &no, Registry: "self"}},
 		{line: "snode.data=LABEL=snode-data snode.ntp= snode.status_lan_only=1\n",
-			want: Cmdline{Data: "LABEL=snode-data", NTPSet: true, StatusPort: -1, StatusLANOnly: &yes}},
-		{line: `snode.data="/dev/mmcblk0p4" snode.future=1`, want: Cmdline{Data: "/dev/mmcblk0p4", StatusPort: -1, Unknown: []string{"snode.future"}}},
-		{line: "snode.watchdog=0 snode.slot=B", want: Cmdline{StatusPort: -1, Watchdog: &no, Slot: "B"}},
+			want: Cmdline{Data: "LABEL=snode-data", NTPSet: true, StatusPort: -1, OMQPort: -1, StatusLANOnly: &yes}},
+		{line: `snode.data="/dev/mmcblk0p4" snode.future=1`, want: Cmdline{Data: "/dev/mmcblk0p4", StatusPort: -1, OMQPort: -1, Unknown: []string{"snode.future"}}},
+		{line: "snode.watchdog=0 snode.slot=B", want: Cmdline{StatusPort: -1, OMQPort: -1, Watchdog: &no, Slot: "B"}},
 		// U-Boot's script writes exactly A or B; anything else is a broken script.
-		{line: "snode.slot=b", want: Cmdline{StatusPort: -1}, wantErr: "snode.slot"},
-		{line: "snode.health_window=90s", want: Cmdline{StatusPort: -1, HealthWindow: 90 * time.Second}},
-		{line: "snode.health_window=5s", want: Cmdline{StatusPort: -1}, wantErr: "snode.health_window"},
-		{line: "snode.rpc_port=99999", want: Cmdline{StatusPort: -1}, wantErr: "snode.rpc_port"},
-		{line: "snode.registry=bogus", want: Cmdline{StatusPort: -1}, wantErr: "snode.registry"},
+		{line: "snode.slot=b", want: Cmdline{StatusPort: -1, OMQPort: -1}, wantErr: "snode.slot"},
+		{line: "snode.health_window=90s", want: Cmdline{StatusPort: -1, OMQPort: -1, HealthWindow: 90 * time.Second}},
+		{line: "snode.health_window=5s", want: Cmdline{StatusPort: -1, OMQPort: -1}, wantErr: "snode.health_window"},
+		{line: "snode.omq_port=22020", want: Cmdline{StatusPort: -1, OMQPort: 22020}},
+		{line: "snode.omq_port=x", want: Cmdline{StatusPort: -1, OMQPort: -1}, wantErr: "snode.omq_port"},
+		{line: "snode.rpc_port=99999", want: Cmdline{StatusPort: -1, OMQPort: -1}, wantErr: "snode.rpc_port"},
+		{line: "snode.registry=bogus", want: Cmdline{StatusPort: -1, OMQPort: -1}, wantErr: "snode.registry"},
 	}
 	for _, tc := range tests {
 		got, err := ParseCmdline(tc.line)
