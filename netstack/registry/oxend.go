@@ -154,11 +154,63 @@ type Oxend struct {
 	url    string // base URL; requests go to url + "/json_rpc"
 	name   string
 	client *http.Client
+	poll   blockPoll
+}
 
+// blockPoll is the get_service_nodes polling both oxend sources share: the
+// fields asked for, poll_block_hash from the last answer, and the
+// snapshot an "unchanged" answer stands for.
+type blockPoll struct {
 	mu       sync.Mutex
 	last     Snapshot
 	lastHash string
 	have     bool
+}
+
+// params are get_service_nodes' parameters for the next poll.
+func (p *blockPoll) params() map[string]any {
+	fields := map[string]bool{}
+	for _, f := range ServiceNodeFields {
+		fields[f] = true
+	}
+	params := map[string]any{"fields": fields, "active_only": false}
+	p.mu.Lock()
+	if p.have {
+		params["poll_block_hash"] = p.lastHash
+	}
+	p.mu.Unlock()
+	return params
+}
+
+// apply turns an answer into the snapshot and whether it changed.
+func (p *blockPoll) apply(name string, res GetServiceNodesResult) (Snapshot, bool, error) {
+	p.mu.Lock()
+	have := p.have
+	p.mu.Unlock()
+	if res.Unchanged && have {
+		return p.lastSnapshot(), false, nil
+	}
+	snap := Snapshot{Height: res.Height, BlockHash: res.BlockHash, Hardfork: [2]int{res.Hardfork, res.SnodeRevision}}
+	for i, st := range res.ServiceNodeStates {
+		n, ok, err := NodeFromState(st)
+		if err != nil {
+			return p.lastSnapshot(), false, fmt.Errorf("%s: service node %d: %w", name, i, err)
+		}
+		if ok {
+			snap.Nodes = append(snap.Nodes, n)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changed := !p.have || res.BlockHash != p.lastHash
+	p.last, p.lastHash, p.have = snap, res.BlockHash, true
+	return snap, changed, nil
+}
+
+func (p *blockPoll) lastSnapshot() Snapshot {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last
 }
 
 // NewOxend makes an oxend source for baseURL (e.g. "http://127.0.0.1:22023").
@@ -185,46 +237,11 @@ func (o *Oxend) Name() string { return o.name }
 // Fetch implements Source: get_service_nodes with poll_block_hash, so an
 // unchanged network costs oxend almost nothing and returns changed=false.
 func (o *Oxend) Fetch(ctx context.Context) (Snapshot, bool, error) {
-	o.mu.Lock()
-	lastHash, have := o.lastHash, o.have
-	o.mu.Unlock()
-
-	fields := map[string]bool{}
-	for _, f := range ServiceNodeFields {
-		fields[f] = true
-	}
-	params := map[string]any{"fields": fields, "active_only": false}
-	if have {
-		params["poll_block_hash"] = lastHash
-	}
 	var res GetServiceNodesResult
-	if err := CallJSONRPC(ctx, o.client, o.url, "get_service_nodes", params, &res); err != nil {
-		return o.lastSnapshot(), false, err
+	if err := CallJSONRPC(ctx, o.client, o.url, "get_service_nodes", o.poll.params(), &res); err != nil {
+		return o.poll.lastSnapshot(), false, err
 	}
-	if res.Unchanged && have {
-		return o.lastSnapshot(), false, nil
-	}
-	snap := Snapshot{Height: res.Height, BlockHash: res.BlockHash, Hardfork: [2]int{res.Hardfork, res.SnodeRevision}}
-	for i, st := range res.ServiceNodeStates {
-		n, ok, err := NodeFromState(st)
-		if err != nil {
-			return o.lastSnapshot(), false, fmt.Errorf("%s: service node %d: %w", o.name, i, err)
-		}
-		if ok {
-			snap.Nodes = append(snap.Nodes, n)
-		}
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	changed := !o.have || res.BlockHash != o.lastHash
-	o.last, o.lastHash, o.have = snap, res.BlockHash, true
-	return snap, changed, nil
-}
-
-func (o *Oxend) lastSnapshot() Snapshot {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.last
+	return o.poll.apply(o.name, res)
 }
 
 // CallJSONRPC POSTs one oxend-style JSON-RPC call to baseURL/json_rpc and

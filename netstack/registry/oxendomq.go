@@ -25,12 +25,10 @@ type OxendOMQ struct {
 	client *omq.Client
 	blocks chan struct{}
 
-	mu       sync.Mutex
-	last     Snapshot
-	lastHash string
-	have     bool
-	pinged   time.Time
-	pingErr  string
+	poll    blockPoll
+	mu      sync.Mutex
+	pinged  time.Time
+	pingErr string
 }
 
 // ParseOxendOMQ reads "ipc:///path" or "curve://IP:PORT/X25519HEX".
@@ -119,45 +117,11 @@ func (o *OxendOMQ) call(ctx context.Context, cmd string, params any, out any) er
 // Fetch implements Source: rpc.get_service_nodes with the §6.3 fields and
 // poll_block_hash ("unchanged" costs oxend nothing).
 func (o *OxendOMQ) Fetch(ctx context.Context) (Snapshot, bool, error) {
-	o.mu.Lock()
-	lastHash, have := o.lastHash, o.have
-	o.mu.Unlock()
-	fields := map[string]bool{}
-	for _, f := range ServiceNodeFields {
-		fields[f] = true
-	}
-	params := map[string]any{"fields": fields, "active_only": false}
-	if have {
-		params["poll_block_hash"] = lastHash
-	}
 	var res GetServiceNodesResult
-	if err := o.call(ctx, "rpc.get_service_nodes", params, &res); err != nil {
-		return o.lastSnapshot(), false, err
+	if err := o.call(ctx, "rpc.get_service_nodes", o.poll.params(), &res); err != nil {
+		return o.poll.lastSnapshot(), false, err
 	}
-	if res.Unchanged && have {
-		return o.lastSnapshot(), false, nil
-	}
-	snap := Snapshot{Height: res.Height, BlockHash: res.BlockHash, Hardfork: [2]int{res.Hardfork, res.SnodeRevision}}
-	for i, st := range res.ServiceNodeStates {
-		n, ok, err := NodeFromState(st)
-		if err != nil {
-			return o.lastSnapshot(), false, fmt.Errorf("%s: service node %d: %w", o.name, i, err)
-		}
-		if ok {
-			snap.Nodes = append(snap.Nodes, n)
-		}
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	changed := !o.have || res.BlockHash != o.lastHash
-	o.last, o.lastHash, o.have = snap, res.BlockHash, true
-	return snap, changed, nil
-}
-
-func (o *OxendOMQ) lastSnapshot() Snapshot {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.last
+	return o.poll.apply(o.name, res)
 }
 
 // ServiceNodeKeys are the node's keys as oxend holds them.

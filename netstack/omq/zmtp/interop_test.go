@@ -136,17 +136,7 @@ func startLibzmqServer(t *testing.T) (addr string, key [32]byte) {
 func TestOurClientToLibzmqServer(t *testing.T) {
 	addr, key := startLibzmqServer(t)
 	pub, sec := keypair(t)
-	var nc net.Conn
-	var err error
-	for i := 0; i < 50; i++ {
-		if nc, err = net.Dial("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := dialRetry(t, addr)
 	defer nc.Close()
 	c, err := Handshake(nc, Config{Mechanism: Curve, PublicKey: pub, SecretKey: sec, ServerKey: key, Metadata: Metadata{"Socket-Type": "DEALER"}})
 	if err != nil {
@@ -177,17 +167,7 @@ func TestWrongServerKeyIsRefused(t *testing.T) {
 	addr, _ := startLibzmqServer(t)
 	pub, sec := keypair(t)
 	wrong, _ := keypair(t)
-	var nc net.Conn
-	var err error
-	for i := 0; i < 50; i++ {
-		if nc, err = net.Dial("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := dialRetry(t, addr)
 	defer nc.Close()
 	if _, err := Handshake(nc, Config{Mechanism: Curve, PublicKey: pub, SecretKey: sec, ServerKey: wrong, HandshakeTimeout: 3 * time.Second}); err == nil {
 		t.Fatal("handshake with a libzmq server under the wrong key succeeded")
@@ -216,4 +196,19 @@ func TestWrongServerKeyIsRefused(t *testing.T) {
 	if err := <-res; !errors.Is(err, ErrAuth) {
 		t.Fatalf("our server: %v, want ErrAuth", err)
 	}
+}
+
+// dialRetry dials the libzmq server, which binds a moment after it starts.
+func dialRetry(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	var err error
+	for i := 0; i < 50; i++ {
+		var nc net.Conn
+		if nc, err = net.Dial("tcp", addr); err == nil {
+			return nc
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal(err)
+	return nil
 }
