@@ -604,7 +604,6 @@ type Status struct {
 	Last      *Attempt
 	Available string
 	Updating  bool
-	Attempts  []Attempt
 	Index     uint64
 }
 
@@ -617,7 +616,6 @@ func (a *Agent) Status() Status {
 	if n := len(a.rec.Attempts); n > 0 {
 		l := a.rec.Attempts[n-1]
 		st.Last = &l
-		st.Attempts = append([]Attempt(nil), a.rec.Attempts...)
 	}
 	return st
 }

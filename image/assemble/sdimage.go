@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -31,9 +30,6 @@ type ImageOptions struct {
 	// contents) the system trusts for updates and for admin pushes; they
 	// live in the slot, covered by its manifest.
 	ReleaseKeys, AdminKeys []byte
-	// Files are extra files for the boot partition (name → contents), e.g.
-	// release keys.
-	Files map[string][]byte
 }
 
 // ImageStats describes a written image.
@@ -119,7 +115,7 @@ func (b *Builder) Image(ctx context.Context, o ImageOptions) (ImageStats, error)
 	}
 	st.Manifest, st.Initramfs, st.Kernel = m, ist, m.Kernel
 	b.progressf("image: %s: boot partition (U-Boot, boot script, firmware, snodebox.toml)\n", o.Board)
-	if err := b.BootTree(ctx, o.Board, bootDir, o.Files); err != nil {
+	if err := b.BootTree(ctx, o.Board, bootDir); err != nil {
 		return st, err
 	}
 	seed := o.Board + " " + st.Version
@@ -223,7 +219,7 @@ func (b *Builder) SlotTree(ctx context.Context, sp SlotSpec, dir string) (slot.M
 }
 
 // BootTree writes the boot partition's files into dir.
-func (b *Builder) BootTree(ctx context.Context, board, dir string, extra map[string][]byte) error {
+func (b *Builder) BootTree(ctx context.Context, board, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -280,20 +276,6 @@ func (b *Builder) BootTree(ctx context.Context, board, dir string, extra map[str
 	}
 	if err := os.WriteFile(filepath.Join(dir, config.FileName), config.Example(), 0o644); err != nil {
 		return err
-	}
-	names := make([]string, 0, len(extra))
-	for n := range extra {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		p := filepath.Join(dir, filepath.FromSlash(n))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, extra[n], 0o644); err != nil {
-			return err
-		}
 	}
 	return nil
 }

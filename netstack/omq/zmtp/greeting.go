@@ -30,7 +30,6 @@ func greeting(mechanism string, asServer bool) []byte {
 type peerGreeting struct {
 	major, minor byte
 	mechanism    string
-	asServer     bool
 }
 
 func readGreeting(r io.Reader) (peerGreeting, error) {
@@ -50,6 +49,6 @@ func readGreeting(r io.Reader) (peerGreeting, error) {
 		return p, fmt.Errorf("zmtp greeting: version %d.%d, want 3.x", p.major, p.minor)
 	}
 	p.mechanism = string(bytes.TrimRight(g[12:32], "\x00"))
-	p.asServer = g[32] == 1
+	// g[32] (as-server) is not read: libzmq sends 0 from CURVE servers too.
 	return p, nil
 }
