@@ -49,17 +49,10 @@ func TestNodeFollowsOxendOverOMQ(t *testing.T) {
 	fake.Legacy = hex.EncodeToString(seed)
 	fake.Ed25519 = hex.EncodeToString(ed25519.NewKeyFromSeed(seed))
 	fake.X25519 = hex.EncodeToString(keys.X25519Priv[:])
-	sock := filepath.Join(t.TempDir(), "oxend.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go fake.Serve(ctx, ln)
+	addr := fake.Start(t)
 
 	data := t.TempDir()
-	n := nodetest.Start(t, node.Config{DataDir: data, Listen: listen, Registry: "oxend-omq:ipc://" + sock})
+	n := nodetest.Start(t, node.Config{DataDir: data, Listen: listen, Registry: "oxend-omq:" + addr})
 	if n.Keys.Ed25519Hex() != hex.EncodeToString(keys.Ed25519Pub) {
 		t.Fatalf("node key %s, oxend's %x", n.Keys.Ed25519Hex(), keys.Ed25519Pub)
 	}

@@ -58,6 +58,15 @@ func (c *card) setState(bs slot.BootState) {
 	os.WriteFile(filepath.Join(c.boot, slot.StateFile), bs.Marshal(), 0o644)
 }
 
+// trial writes version into slot s's directory and selects it for the
+// next boot, as the update agent does.
+func (c *card) trial(dir, s, version string) {
+	c.writeSlot(dir, version)
+	bs := c.state()
+	bs.SetTrial(s)
+	c.setState(bs)
+}
+
 // uboot does what boot.scr does and returns the slot it boots.
 func (c *card) uboot() string {
 	s, after, counted := c.state().Next()
@@ -150,10 +159,7 @@ func TestNoFallbackNoReboot(t *testing.T) {
 func TestTrialNeverHealthyRollsBackWithItsReason(t *testing.T) {
 	c := newCard(t)
 	c.boot1(true) // A good
-	c.writeSlot(c.b, "v2")
-	bs := c.state()
-	bs.SetTrial("B")
-	c.setState(bs)
+	c.trial(c.b, "B", "v2")
 	for i := 0; i < slot.TrialAttempts; i++ {
 		a := c.boot1(false)
 		if a.Booted != "B" {
@@ -194,10 +200,7 @@ func TestTrialNeverHealthyRollsBackWithItsReason(t *testing.T) {
 func TestTrialThatDiesSilentlyIsReported(t *testing.T) {
 	c := newCard(t)
 	c.boot1(true)
-	c.writeSlot(c.b, "v2")
-	bs := c.state()
-	bs.SetTrial("B")
-	c.setState(bs)
+	c.trial(c.b, "B", "v2")
 	// B's kernel panics: U-Boot counts the attempts, snoded never runs.
 	for i := 0; i < slot.TrialAttempts; i++ {
 		if s := c.uboot(); s != "B" {
@@ -213,10 +216,7 @@ func TestTrialThatDiesSilentlyIsReported(t *testing.T) {
 func TestGoodTrialCommitsAndClearsAnOldRollback(t *testing.T) {
 	c := newCard(t)
 	c.boot1(true)
-	c.writeSlot(c.b, "v2")
-	bs := c.state()
-	bs.SetTrial("B")
-	c.setState(bs)
+	c.trial(c.b, "B", "v2")
 	a := c.boot1(true)
 	st := a.Status()
 	if st.BootedSlot != "B" || !st.Committed || st.OtherSlot.State != slot.StateGood || st.OtherSlot.Version != "v1" {
@@ -227,10 +227,7 @@ func TestGoodTrialCommitsAndClearsAnOldRollback(t *testing.T) {
 	}
 	// Rewriting A makes it a trial again: the committed build id no
 	// longer matches.
-	c.writeSlot(c.a, "v3")
-	bs = c.state()
-	bs.SetTrial("A")
-	c.setState(bs)
+	c.trial(c.a, "A", "v3")
 	a = c.boot1(true)
 	if st := a.Status(); st.BootedSlot != "A" || st.Version != "v3" || !st.Committed || st.OtherSlot.Version != "v2" {
 		t.Fatalf("v3 trial: %+v", st)

@@ -38,18 +38,7 @@ func TestInitramfsLayoutPerBoard(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ents, err := initramfs.Read(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			files := map[string]initramfs.Entry{}
-			for _, en := range ents {
-				files[en.Name] = en
-			}
+			raw, files := readInitramfs(t, out)
 			checkInit(t, files["init"])
 			if c := files["dev/console"]; c.Mode&cpio.S_IFMT != cpio.S_IFCHR || c.Rmajor != 5 || c.Rminor != 1 {
 				t.Errorf("dev/console: %+v, want char 5,1", c)
@@ -212,4 +201,22 @@ func TestKernelAndDeviceTreePerBoard(t *testing.T) {
 			t.Errorf("%s: DTB compatible %q lacks %s", tc.board, out, tc.compatible)
 		}
 	}
+}
+
+// readInitramfs reads a built initramfs: its bytes and its entries by name.
+func readInitramfs(t *testing.T, path string) ([]byte, map[string]initramfs.Entry) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, err := initramfs.Read(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]initramfs.Entry{}
+	for _, en := range ents {
+		files[en.Name] = en
+	}
+	return raw, files
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/snodebox/snodebox/appliance/config"
 	"github.com/snodebox/snodebox/image/assemble"
-	"github.com/snodebox/snodebox/image/initramfs"
 	"github.com/snodebox/snodebox/image/sdcard"
 	"github.com/snodebox/snodebox/image/slot"
 )
@@ -94,18 +93,7 @@ func TestPiImagesHoldWhatTheBoardBootsFrom(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(sd, slot.DTBDir, "broadcom", tc.dtb)); err != nil {
 					t.Errorf("slot %s: no %s", s, tc.dtb)
 				}
-				raw, err := os.ReadFile(filepath.Join(sd, slot.InitrdFile))
-				if err != nil {
-					t.Fatal(err)
-				}
-				ents, err := initramfs.Read(raw)
-				if err != nil {
-					t.Fatal(err)
-				}
-				files := map[string]initramfs.Entry{}
-				for _, en := range ents {
-					files[en.Name] = en
-				}
+				_, files := readInitramfs(t, filepath.Join(sd, slot.InitrdFile))
 				checkModules(t, files, st.Initramfs, tc.modules)
 			}
 		})

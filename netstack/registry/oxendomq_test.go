@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
-	"net"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,20 +33,14 @@ func TestOxendOverOMQ(t *testing.T) {
 	priv := ed25519.NewKeyFromSeed(seed)
 	fake := oxendtest.New(testNodes(3, 0))
 	fake.Legacy, fake.Ed25519, fake.X25519 = hex.EncodeToString(seed), hex.EncodeToString(priv), strings.Repeat("11", 32)
-	sock := filepath.Join(t.TempDir(), "oxend.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go fake.Serve(ctx, ln)
+	addr := fake.Start(t)
+	ctx := context.Background()
 
-	src, err := registry.NewOxendOMQ("ipc://"+sock, nil)
+	src, err := registry.NewOxendOMQ(addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if src.Name() != "oxend-omq:ipc://"+sock {
+	if src.Name() != "oxend-omq:"+addr {
 		t.Errorf("name %q", src.Name())
 	}
 	keys, err := src.Keys(ctx)

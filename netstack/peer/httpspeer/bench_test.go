@@ -3,15 +3,9 @@ package httpspeer
 import (
 	"context"
 	"crypto/ed25519"
-	"fmt"
-	"net/http"
-	"os"
-	"sync"
-	"sync/atomic"
+	"github.com/snodebox/snodebox/netstack/peer/peertest"
 	"testing"
-	"time"
 
-	"github.com/snodebox/snodebox/appliance/procstat"
 	"github.com/snodebox/snodebox/netstack/peer"
 )
 
@@ -33,36 +27,7 @@ func BenchmarkCall(b *testing.B) {
 			srv.tr.Handle(peer.CmdStorageCC, func(ctx context.Context, f ed25519.PublicKey, body []byte) peer.Reply {
 				return peer.Reply{Status: 200, Body: make([]byte, 150)}
 			})
-			body := make([]byte, 1400)
-			if _, err := a.tr.Call(context.Background(), srv.rec, peer.CmdStorageCC, body); err != nil {
-				b.Fatal(err)
-			}
-			const perIter, workers = 4000, 16
-			cpu0, _ := procstat.CPUTime(os.Getpid())
-			start := time.Now()
-			b.ResetTimer()
-			for range b.N {
-				var next atomic.Int64
-				var wg sync.WaitGroup
-				for range workers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for next.Add(1) <= perIter {
-							if r, err := a.tr.Call(context.Background(), srv.rec, peer.CmdStorageCC, body); err != nil || r.Status != http.StatusOK {
-								b.Error(fmt.Errorf("call: %v %d", err, r.Status))
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
-			}
-			b.StopTimer()
-			cpu1, _ := procstat.CPUTime(os.Getpid())
-			calls := float64(b.N * perIter)
-			b.ReportMetric(calls/time.Since(start).Seconds(), "calls/s")
-			b.ReportMetric(float64((cpu1-cpu0).Microseconds())/calls, "cpu_us/call")
+			peertest.BenchCalls(b, a.tr, srv.rec, make([]byte, 1400))
 		})
 	}
 }

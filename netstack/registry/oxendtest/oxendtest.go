@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sync"
+	"testing"
 
 	"github.com/snodebox/snodebox/netstack/omq"
 	"github.com/snodebox/snodebox/netstack/registry"
@@ -136,4 +138,20 @@ func (o *Oxend) Serve(ctx context.Context, ln net.Listener) error {
 		}},
 	}}
 	return o.srv.Serve(ctx, ln)
+}
+
+// Start serves on a unix socket in a test's temporary directory until the
+// test ends and returns its address, ipc:///…/oxend.sock.
+func (o *Oxend) Start(tb testing.TB) string {
+	tb.Helper()
+	sock := filepath.Join(tb.TempDir(), "oxend.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { o.Serve(ctx, ln); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	return "ipc://" + sock
 }
