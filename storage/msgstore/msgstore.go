@@ -1,6 +1,9 @@
 // Package msgstore is the bbolt message engine behind storage.Store, built
-// for SD cards: concurrent stores share fsyncs, indexes serve retrieval in
-// insertion order and expiry pruning, and a size cap fails stores cleanly.
+// for SD cards: a store is durable once its record is synced in a redo log
+// (one sequential write shared by every store that arrived meanwhile, see
+// redolog.go and commit.go), bbolt takes the stores in checkpoints,
+// indexes serve retrieval in insertion order and expiry pruning, and a
+// size cap fails stores cleanly.
 //
 // Layout (all integers big-endian so byte order is numeric order):
 //
@@ -27,6 +30,7 @@ package msgstore
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -55,6 +59,11 @@ type Options struct {
 	// boltBatch routes writes through bbolt's DB.Batch instead of the
 	// engine's commit queue; only the comparison benchmark sets it.
 	boltBatch bool
+	// noCheckpoints leaves stores in the redo log and the open
+	// transaction until a write that is not a store (or Close): the crash
+	// tests use it to catch the database file with acknowledged stores
+	// only in the log.
+	noCheckpoints bool
 }
 
 const (
@@ -89,6 +98,10 @@ var (
 	keySeq      = []byte("seq")
 	keyMessages = []byte("messages")
 	keyAccounts = []byte("accounts")
+	// keyLogged is the sequence number of the last redo record the
+	// database holds; keyLogID ties the redo log to this file.
+	keyLogged = []byte("logged")
+	keyLogID  = []byte("logid")
 )
 
 // Store is the bbolt engine. Use Open.
@@ -97,6 +110,7 @@ type Store struct {
 	path     string
 	capBytes int64
 	batch    bool
+	opts     Options
 
 	queue chan *op
 	stop  chan struct{}
@@ -109,10 +123,20 @@ type Store struct {
 	closing bool
 	idle    chan struct{}
 
-	// Growth accounting of the open write transaction (only the single
-	// bbolt writer touches these).
+	// The commit loop's own: the write transaction kept open between
+	// checkpoints, the redo log, the batch whose records are being synced,
+	// and the growth accounting of the open transaction.
+	tx       *bolt.Tx
+	log      *redoLog
+	flight   *flight
+	forming  group
+	lastTrim time.Time
 	curTx    *bolt.Tx
 	txGrowth int64
+
+	// dirty: accounts with stores in the open transaction.
+	dirtyMu sync.Mutex
+	dirty   map[storage.Account]struct{}
 
 	fsyncs    atomic.Int64
 	stores    atomic.Int64
@@ -154,6 +178,7 @@ func open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open message db %s: %w", path, err)
 	}
+	var logID, logged uint64
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bktMsg, bktHash, bktBox, bktExp, bktRev, bktMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -165,26 +190,77 @@ func open(path string, opts Options) (*Store, error) {
 		m := tx.Bucket(bktMeta)
 		switch v := getU64(m, keyVersion); v {
 		case 0:
-			return putU64(m, keyVersion, layoutVersion)
+			if err := putU64(m, keyVersion, layoutVersion); err != nil {
+				return err
+			}
 		case layoutVersion:
-			return nil
 		default:
 			return fmt.Errorf("database layout version %d, this build reads %d", v, layoutVersion)
 		}
+		logID, logged = getU64(m, keyLogID), getU64(m, keyLogged)
+		if logID == 0 {
+			var b [8]byte
+			if _, err := rand.Read(b[:]); err != nil {
+				return err
+			}
+			logID = binary.BigEndian.Uint64(b[:]) | 1
+			return putU64(m, keyLogID, logID)
+		}
+		return nil
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("init message db %s: %w", path, err)
 	}
 	s := &Store{
-		db: db, path: path, capBytes: opts.CapBytes, batch: opts.boltBatch,
+		db: db, path: path, capBytes: opts.CapBytes, batch: opts.boltBatch, opts: opts,
 		queue: make(chan *op, maxQueueOps),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 		idle:  make(chan struct{}),
+		dirty: map[storage.Account]struct{}{},
+	}
+	if err := s.recover(logID, logged); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open message db %s: %w", path, err)
 	}
 	go s.commitLoop()
 	return s, nil
+}
+
+// recover opens the redo log and applies the acknowledged stores that the
+// last checkpoint before a crash did not reach.
+func (s *Store) recover(logID, logged uint64) error {
+	log, recs, err := openRedoLog(s.path+"-redo", logID)
+	if err != nil {
+		return err
+	}
+	s.log = log
+	log.lsn = logged
+	var todo []redoRecord
+	for _, r := range recs {
+		if r.lsn > logged {
+			todo = append(todo, r)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	log.lsn = todo[len(todo)-1].lsn
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		s.beginTx(tx)
+		if err := s.replay(tx, todo); err != nil {
+			return err
+		}
+		return putU64(tx.Bucket(bktMeta), keyLogged, log.lsn)
+	})
+	clear(s.dirty)
+	if err != nil {
+		log.close()
+		return fmt.Errorf("replay redo log %s: %w", log.path, err)
+	}
+	log.checkpointed()
+	return nil
 }
 
 // ---- encodings ----
@@ -332,116 +408,13 @@ func (s *Store) Close() error {
 	}
 	close(s.stop)
 	<-s.done
+	// The loop's last checkpoint emptied the log; if it failed, the log
+	// is replayed at the next open.
+	s.log.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close message db %s: %w", s.path, err)
 	}
 	return nil
-}
-
-// ---- writes: the commit queue ----
-
-// op is one write. fn runs inside a write transaction shared with other
-// ops; it reports its own outcome through its closure and returns an error
-// only when the transaction must be abandoned. It may run more than once
-// (after a batch failure it is retried alone), so it must set its results
-// from scratch each time. after runs once the commit reached the disk.
-type op struct {
-	fn    func(tx *bolt.Tx) error
-	after func()
-	size  int
-	err   chan error
-}
-
-// write runs fn in a durable write transaction.
-func (s *Store) write(size int, fn func(tx *bolt.Tx) error, after func()) error {
-	if s.batch {
-		if err := s.db.Batch(func(tx *bolt.Tx) error {
-			s.beginTx(tx)
-			return fn(tx)
-		}); err != nil {
-			return err
-		}
-		s.fsyncs.Add(1) // an over-count when calls shared a commit; benchmarks only
-		if after != nil {
-			after()
-		}
-		return nil
-	}
-	o := &op{fn: fn, after: after, size: size, err: make(chan error, 1)}
-	select {
-	case s.queue <- o:
-	case <-s.stop:
-		return storage.ErrClosed
-	}
-	return <-o.err
-}
-
-// commitLoop is group commit without a timer: while one transaction is
-// being written and fsynced, new writes queue up, and the next transaction
-// takes all of them. A lone writer therefore commits at once, and under
-// load the fsync cost is shared by everyone who arrived during the last one.
-func (s *Store) commitLoop() {
-	defer close(s.done)
-	for {
-		var first *op
-		select {
-		case first = <-s.queue:
-		case <-s.stop:
-			// The gate guarantees no writer is left waiting.
-			return
-		}
-		ops := []*op{first}
-		size := first.size
-	drain:
-		for len(ops) < maxQueueOps && size < maxQueueBytes {
-			select {
-			case o := <-s.queue:
-				ops = append(ops, o)
-				size += o.size
-			default:
-				break drain
-			}
-		}
-		s.commit(ops)
-	}
-}
-
-func (s *Store) commit(ops []*op) {
-	err := s.db.Update(func(tx *bolt.Tx) (err error) {
-		// A bug in one op must not take the commit loop (and with it every
-		// later write) down: roll back and report it like any failure.
-		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("write panicked: %v", r)
-			}
-		}()
-		s.beginTx(tx)
-		for _, o := range ops {
-			if err := o.fn(tx); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err == nil {
-		s.fsyncs.Add(1)
-		for _, o := range ops {
-			if o.after != nil {
-				o.after()
-			}
-			o.err <- nil
-		}
-		return
-	}
-	if len(ops) == 1 {
-		ops[0].err <- err
-		return
-	}
-	// One op broke the shared transaction: retry each alone so only the
-	// culprit sees the error.
-	for _, o := range ops {
-		s.commit([]*op{o})
-	}
 }
 
 func (s *Store) beginTx(tx *bolt.Tx) {
@@ -683,56 +656,90 @@ func (s *Store) Store(ctx context.Context, m storage.Message) (bool, int64, erro
 	if err := validMessage(m); err != nil {
 		return false, 0, err
 	}
-	var already, inserted bool
-	var expiry int64
-	var full bool
-	err := s.write(len(m.Data), func(tx *bolt.Tx) error {
-		already, inserted, full, expiry = false, false, false, 0
-		w := s.wtx(tx)
-		r, ok, err := w.get(m.Hash)
-		if err != nil {
-			return err
-		}
-		if ok {
-			already, expiry = true, r.m.Expiry
-			if m.Expiry > r.m.Expiry {
-				expiry = m.Expiry
-				return w.setExpiry(r, m.Expiry)
-			}
-			return nil
-		}
-		if w.full(need(m)) {
-			full = true
-			return nil
-		}
-		if m.Namespace.PublicOutbox() {
-			old, err := w.records(boxPrefix(m.Owner, m.Namespace), false)
-			if err != nil {
-				return err
-			}
-			for _, r := range old {
-				if err := w.remove(r); err != nil {
-					return err
-				}
-			}
-		}
-		if err := w.insert(m); err != nil {
-			return err
-		}
-		inserted, expiry = true, m.Expiry
-		return w.save()
-	}, func() {
-		if inserted {
+	var res storeResult
+	o := &op{size: len(m.Data), redo: encodeRedo(m), owner: m.Owner}
+	o.fn = func(tx *bolt.Tx) error {
+		var err error
+		res, err = s.wtx(tx).store(m, true)
+		o.logged = res.changed
+		return err
+	}
+	o.after = func() {
+		if res.inserted {
 			s.stores.Add(1)
 		}
-	})
+	}
+	var err error
+	if s.batch {
+		err = s.write(o.size, o.fn, o.after)
+	} else {
+		err = s.submit(o)
+	}
 	if err != nil {
 		return false, 0, fmt.Errorf("store %s: %w", m.Hash, err)
 	}
-	if full {
+	if res.full {
 		return false, 0, storage.ErrFull
 	}
-	return already, expiry, nil
+	return res.already, res.expiry, nil
+}
+
+// storeResult is what one store did.
+type storeResult struct {
+	already, inserted, full bool
+	changed                 bool // the database changed: the store must be logged
+	expiry                  int64
+}
+
+// store is Store's work inside a transaction. capped=false skips the size
+// cap, for stores being replayed: they were acknowledged already.
+func (w *wtx) store(m storage.Message, capped bool) (storeResult, error) {
+	var res storeResult
+	r, ok, err := w.get(m.Hash)
+	if err != nil {
+		return res, err
+	}
+	if ok {
+		res.already, res.expiry = true, r.m.Expiry
+		if m.Expiry > r.m.Expiry {
+			res.expiry, res.changed = m.Expiry, true
+			return res, w.setExpiry(r, m.Expiry)
+		}
+		return res, nil
+	}
+	if capped && w.full(need(m)) {
+		res.full = true
+		return res, nil
+	}
+	res.changed = true
+	if m.Namespace.PublicOutbox() {
+		old, err := w.records(boxPrefix(m.Owner, m.Namespace), false)
+		if err != nil {
+			return res, err
+		}
+		for _, r := range old {
+			if err := w.remove(r); err != nil {
+				return res, err
+			}
+		}
+	}
+	if err := w.insert(m); err != nil {
+		return res, err
+	}
+	res.inserted, res.expiry = true, m.Expiry
+	return res, w.save()
+}
+
+// A store's redo record is its message record, which carries all of the
+// message, hash and owner included.
+func encodeRedo(m storage.Message) []byte { return encodeRecord(m) }
+
+func decodeRedo(p []byte) (storage.Message, error) {
+	r, err := decodeRecord(0, p)
+	if err != nil {
+		return storage.Message{}, err
+	}
+	return r.m, validMessage(r.m)
 }
 
 // StoreBatch implements storage.Store. Existing messages are left as they
@@ -1114,12 +1121,35 @@ func (s *Store) Unrevoke(ctx context.Context, owner storage.Account, tokens [][]
 
 // ---- storage.Store: reads ----
 
+// view runs fn in a read transaction. Reads that stores can change name
+// the account they read (viewOf) or read across accounts (viewAll): when
+// that has stores not yet checkpointed, fn runs in the commit loop's open
+// write transaction instead, so a reader always sees every store that was
+// acknowledged before it asked.
 func (s *Store) view(ctx context.Context, what string, fn func(tx *bolt.Tx) error) error {
+	return s.viewIn(ctx, what, false, fn)
+}
+
+func (s *Store) viewOf(ctx context.Context, what string, owner storage.Account, fn func(tx *bolt.Tx) error) error {
+	return s.viewIn(ctx, what, s.isDirty(&owner), fn)
+}
+
+func (s *Store) viewAll(ctx context.Context, what string, fn func(tx *bolt.Tx) error) error {
+	return s.viewIn(ctx, what, s.isDirty(nil), fn)
+}
+
+func (s *Store) viewIn(ctx context.Context, what string, inLoop bool, fn func(tx *bolt.Tx) error) error {
 	if err := s.enter(ctx); err != nil {
 		return err
 	}
 	defer s.leave()
-	if err := s.db.View(fn); err != nil {
+	var err error
+	if inLoop {
+		err = s.submit(&op{fn: fn, read: true})
+	} else {
+		err = s.db.View(fn)
+	}
+	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
@@ -1153,7 +1183,7 @@ func (s *Store) IsRevoked(ctx context.Context, owner storage.Account, token []by
 func (s *Store) Retrieve(ctx context.Context, owner storage.Account, ns storage.Namespace, lastHash string, maxCount int, maxSize int64) ([]storage.Message, bool, error) {
 	var out []storage.Message
 	var more bool
-	err := s.view(ctx, "retrieve", func(tx *bolt.Tx) error {
+	err := s.viewOf(ctx, "retrieve", owner, func(tx *bolt.Tx) error {
 		out, more = nil, false
 		msgs := tx.Bucket(bktMsg)
 		prefix := boxPrefix(owner, ns)
@@ -1197,7 +1227,7 @@ func (s *Store) Retrieve(ctx context.Context, owner storage.Account, ns storage.
 // GetExpiries implements storage.Store.
 func (s *Store) GetExpiries(ctx context.Context, owner storage.Account, hashes []string) (map[string]int64, error) {
 	out := map[string]int64{}
-	err := s.view(ctx, "get expiries", func(tx *bolt.Tx) error {
+	err := s.viewOf(ctx, "get expiries", owner, func(tx *bolt.Tx) error {
 		for _, h := range hashes {
 			r, ok, err := lookupOwned(tx, h, owner)
 			if err != nil {
@@ -1221,7 +1251,7 @@ func (s *Store) ForEach(ctx context.Context, lower, upper uint64, fn func(storag
 		for {
 			var batch []storage.Message
 			full := false
-			err := s.view(ctx, "walk range", func(tx *bolt.Tx) error {
+			err := s.viewAll(ctx, "walk range", func(tx *bolt.Tx) error {
 				batch, full = nil, false
 				size := 0
 				msgs := tx.Bucket(bktMsg)
@@ -1278,7 +1308,7 @@ func (s *Store) Stats() storage.Stats {
 	if fi, err := os.Stat(s.path); err == nil {
 		st.DBBytes = fi.Size()
 	}
-	s.view(context.Background(), "stats", func(tx *bolt.Tx) error {
+	s.viewAll(context.Background(), "stats", func(tx *bolt.Tx) error {
 		b := tx.Bucket(bktMeta)
 		st.Messages = int64(getU64(b, keyMessages))
 		st.Accounts = int64(getU64(b, keyAccounts))
