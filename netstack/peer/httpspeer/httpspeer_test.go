@@ -98,9 +98,12 @@ func TestCallCarriesVerifiedCallerKey(t *testing.T) {
 	}
 }
 
-// Concurrent calls share one connection (HTTP/2 on a node's listener); a
-// listener that only speaks HTTP/1.1 still works, over keep-alive
-// connections reused by sequential calls.
+// Calls go over HTTP/1.1 keep-alive connections, reused by later calls,
+// whether the listener also speaks HTTP/2 or not. Five bursts open about
+// one connection per call in flight, not one per call: a call returns a
+// moment before its connection is back in the pool, so the next burst may
+// dial a few more (the pool keeps maxConnsPerPeer), hence the bound of
+// twice the calls in flight against 1+5×burst calls.
 func TestConnectionReuse(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -108,10 +111,9 @@ func TestConnectionReuse(t *testing.T) {
 		concurrent int
 		conns      int64
 	}{
-		{"h2 multiplexes", false, 20, 1},
-		// The refused h2 handshake, then one keep-alive connection: the
-		// fallback is remembered.
-		{"h1 keep-alive", true, 1, 2},
+		{"sequential calls share a connection", false, 1, 2},
+		{"bursts reuse their connections", false, maxConnsPerPeer, 2 * maxConnsPerPeer},
+		{"listener without h2", true, maxConnsPerPeer, 2 * maxConnsPerPeer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := newTestNode(t, everyone), startTestNode(t, everyone, tc.h1Only)
@@ -128,6 +130,8 @@ func TestConnectionReuse(t *testing.T) {
 				t.Fatal(err)
 			}
 			for round := 0; round < 5; round++ {
+				// Let the last burst's connections get back to the pool.
+				time.Sleep(20 * time.Millisecond)
 				var wg sync.WaitGroup
 				errs := make(chan error, tc.concurrent)
 				for i := 0; i < tc.concurrent; i++ {
@@ -145,15 +149,11 @@ func TestConnectionReuse(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if got := b.conns.Load(); got != tc.conns {
-				t.Fatalf("%d connections, want %d", got, tc.conns)
+			if got := b.conns.Load(); got > tc.conns {
+				t.Fatalf("%d connections for bursts of %d calls, want at most %d: connections are not reused", got, tc.concurrent, tc.conns)
 			}
-			want := "HTTP/2.0"
-			if tc.h1Only {
-				want = "HTTP/1.1"
-			}
-			if proto.Load() != want {
-				t.Fatalf("protocol %v, want %s", proto.Load(), want)
+			if proto.Load() != "HTTP/1.1" {
+				t.Fatalf("protocol %v, want HTTP/1.1", proto.Load())
 			}
 		})
 	}
