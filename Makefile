@@ -34,10 +34,13 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 60m ./...
 
-# Benchmarks print figures and ratios against the targets; never pass/fail on time.
+# Benchmarks print figures and ratios against the targets; never pass/fail on
+# time. The last lines gather every figure that has a target (benchfig).
 bench: deps
 	@mkdir -p $(BUILD)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./... 2>&1 | tee $(BUILD)/bench.txt
+	@echo; echo "== figures against their targets (from $(BUILD)/bench.txt)"
+	@grep -h ' FIGURE | ' $(BUILD)/bench.txt | sed 's/^.* FIGURE | //'
 
 # Hosted node on this machine (no image needed).
 run-hosted: build

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snodebox/snodebox/appliance/benchfig"
 	"github.com/snodebox/snodebox/appliance/procstat"
 	"github.com/snodebox/snodebox/netstack/identity"
 	"github.com/snodebox/snodebox/netstack/onion"
@@ -237,6 +238,7 @@ func BenchmarkOnionStore3Hops(b *testing.B) {
 			b.ReportMetric(rate, "stores/s")
 			b.ReportMetric(rate/UpstreamOnionStores, "x_upstream")
 			b.ReportMetric(rate/OnionStoresGoal, "vs_goal_2x")
+			benchfig.AtLeast(b, "onion stores/s through 3 hops ("+enc.String()+")", rate, OnionStoresGoal, "stores/s")
 			b.ReportMetric(float64(latency.Microseconds())/total/1000, "ms/store")
 			// CPU of this whole process per store: the three nodes (three
 			// X25519 layers, the store and its replication to two members)
