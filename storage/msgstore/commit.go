@@ -383,6 +383,13 @@ func (s *Store) apply(tx *bolt.Tx, o *op) (err error) {
 // runRead runs a read op in the open write transaction, which holds the
 // acknowledged stores not yet checkpointed, or in a read transaction.
 func (s *Store) runRead(fn func(tx *bolt.Tx) error) (err error) {
+	if s.tx == nil && len(s.log.round) > 0 {
+		// A checkpoint failed: acknowledged stores are in the log alone
+		// until a transaction is rebuilt from it.
+		if _, err := s.writeTx(); err != nil {
+			return err
+		}
+	}
 	if s.tx == nil {
 		return s.db.View(fn)
 	}
