@@ -73,24 +73,8 @@ func fileMessages(t *testing.T, path string) int {
 	return n
 }
 
-func mustHave(t *testing.T, s storage.Store, want storage.Message) {
-	t.Helper()
-	got, _, err := s.Retrieve(bg, want.Owner, want.Namespace, "", 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range got {
-		if m.Hash == want.Hash {
-			if !bytes.Equal(m.Data, want.Data) || m.Expiry != want.Expiry || m.Timestamp != want.Timestamp {
-				t.Errorf("message %s came back altered: expiry %d, want %d", want.Hash, m.Expiry, want.Expiry)
-			}
-			return
-		}
-	}
-	t.Errorf("acknowledged message %s lost", want.Hash)
-}
-
-func mustLack(t *testing.T, s storage.Store, m storage.Message) {
+// find retrieves m's namespace and picks m out of it by hash.
+func find(t *testing.T, s storage.Store, m storage.Message) (storage.Message, bool) {
 	t.Helper()
 	got, _, err := s.Retrieve(bg, m.Owner, m.Namespace, "", 0, 0)
 	if err != nil {
@@ -98,8 +82,28 @@ func mustLack(t *testing.T, s storage.Store, m storage.Message) {
 	}
 	for _, g := range got {
 		if g.Hash == m.Hash {
-			t.Errorf("message %s is back, though it was deleted before the power cut", m.Hash)
+			return g, true
 		}
+	}
+	return storage.Message{}, false
+}
+
+func mustHave(t *testing.T, s storage.Store, want storage.Message) {
+	t.Helper()
+	m, ok := find(t, s, want)
+	if !ok {
+		t.Errorf("acknowledged message %s lost", want.Hash)
+		return
+	}
+	if !bytes.Equal(m.Data, want.Data) || m.Expiry != want.Expiry || m.Timestamp != want.Timestamp {
+		t.Errorf("message %s came back altered: expiry %d, want %d", want.Hash, m.Expiry, want.Expiry)
+	}
+}
+
+func mustLack(t *testing.T, s storage.Store, m storage.Message) {
+	t.Helper()
+	if _, ok := find(t, s, m); ok {
+		t.Errorf("message %s is back, though it was deleted before the power cut", m.Hash)
 	}
 }
 
