@@ -449,7 +449,7 @@ func (s *Store) replay(tx *bolt.Tx, recs []redoRecord) error {
 		if err != nil {
 			return fmt.Errorf("redo record %d: %w", r.lsn, err)
 		}
-		if _, err := s.wtx(tx).store(m, false); err != nil {
+		if _, err := s.wtx(tx).store(m, r.payload, false); err != nil {
 			return fmt.Errorf("redo record %d: %w", r.lsn, err)
 		}
 		s.markDirty(m.Owner)

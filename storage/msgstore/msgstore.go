@@ -8,7 +8,7 @@
 // Layout (all integers big-endian so byte order is numeric order):
 //
 //	msg  seq(8)                                 → ts | expiry | owner(33) | ns | hash(43) | data
-//	hash hash(43)                               → seq
+//	hashidx prefix(8) | seq                     → (empty)
 //	box  pos(8) | owner(33) | ns^0x8000 | seq   → (empty)
 //	exp  expiry^1<<63 | seq                     → (empty)
 //	rev  owner(33)                              → [at(8) | len(2) | token]… oldest first
@@ -20,7 +20,11 @@
 // packed full, a commit rewrites only the last few data pages instead of one
 // random page per message (less flash wear), and inserts never read data
 // pages back. The random-order lookups by hash go through the small hash
-// index instead.
+// index instead. Its key is the first 8 bytes the hash encodes (the
+// lookup checks the full hash in the record), not the 43-character hash:
+// an index half the size touches half the pages, and under a store load
+// every leaf of a random-order index is touched between two checkpoints,
+// so its size is what the node keeps resident.
 //
 // The box key starts with the owner's swarm position (spec §6.1), so one
 // index serves both retrieval (prefix pos|owner|ns, in insertion order) and
@@ -31,9 +35,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,7 +53,9 @@ import (
 )
 
 // layoutVersion is the on-disk layout described in the package comment.
-const layoutVersion = 1
+// Version 1 keyed the hash index by the whole hash (bucket "hash", hash →
+// seq); Open migrates it (migrate.go).
+const layoutVersion = 2
 
 // DefaultCapBytes fits a 32 GB card with room for the OS and slack.
 const DefaultCapBytes int64 = 24 << 30
@@ -64,6 +72,9 @@ type Options struct {
 	// tests use it to catch the database file with acknowledged stores
 	// only in the log.
 	noCheckpoints bool
+	// migrateChunk is how many messages one migration transaction
+	// indexes; 0 = migrateChunkDefault. Tests make it small.
+	migrateChunk int
 }
 
 const (
@@ -88,7 +99,7 @@ const (
 
 var (
 	bktMsg  = []byte("msg")
-	bktHash = []byte("hash")
+	bktHash = []byte("hashidx")
 	bktBox  = []byte("box")
 	bktExp  = []byte("exp")
 	bktRev  = []byte("rev")
@@ -177,6 +188,10 @@ func open(path string, opts Options) (*Store, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open message db %s: %w", path, err)
+	}
+	if err := migrate(db, opts.migrateChunk); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate message db %s: %w", path, err)
 	}
 	var logID, logged uint64
 	err = db.Update(func(tx *bolt.Tx) error {
@@ -285,6 +300,32 @@ func boxKey(a storage.Account, ns storage.Namespace, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(boxPrefix(a, ns), seq)
 }
 
+// hashPrefix is the hash index's part of a message hash: the first 8 of
+// the 32 bytes its base64 encodes. A hash that is not base64 (the engine
+// only checks the length of a hash a peer sends) gets an FNV-1a digest of
+// its text instead; the full compare in lookup keeps either kind exact.
+func hashPrefix(hash string) [8]byte {
+	var p [8]byte
+	var src [12]byte
+	var dst [9]byte
+	if len(hash) >= len(src) {
+		copy(src[:], hash)
+		if _, err := base64.RawStdEncoding.Decode(dst[:], src[:]); err == nil {
+			copy(p[:], dst[:8])
+			return p
+		}
+	}
+	h := fnv.New64a()
+	h.Write([]byte(hash))
+	binary.BigEndian.PutUint64(p[:], h.Sum64())
+	return p
+}
+
+func hashKey(hash string, seq uint64) []byte {
+	p := hashPrefix(hash)
+	return binary.BigEndian.AppendUint64(p[:], seq)
+}
+
 func expKey(expiry int64, seq uint64) []byte {
 	k := make([]byte, 16)
 	binary.BigEndian.PutUint64(k, uint64(expiry)^1<<63)
@@ -358,14 +399,32 @@ func load(msgs *bolt.Bucket, seq uint64, full bool) (record, error) {
 	return decodeHeader(seq, v)
 }
 
-// lookup finds a message by hash.
+// lookup finds a message by hash: the index names the messages whose
+// hashes share its 8-byte prefix (almost always one or none), and the
+// record's own copy of the hash tells which is it.
 func lookup(tx *bolt.Tx, hash string, full bool) (record, bool, error) {
-	sv := tx.Bucket(bktHash).Get([]byte(hash))
-	if len(sv) != 8 {
-		return record{}, false, nil
+	p := hashPrefix(hash)
+	msgs := tx.Bucket(bktMsg)
+	c := tx.Bucket(bktHash).Cursor()
+	for k, _ := c.Seek(p[:]); len(k) == 16 && bytes.Equal(k[:8], p[:]); k, _ = c.Next() {
+		seq := binary.BigEndian.Uint64(k[8:])
+		v := msgs.Get(k[8:])
+		if v == nil {
+			return record{}, false, fmt.Errorf("index names missing message %d", seq)
+		}
+		if len(v) < recHeader || string(v[51:51+hashLen]) != hash {
+			continue
+		}
+		var r record
+		var err error
+		if full {
+			r, err = decodeRecord(seq, v)
+		} else {
+			r, err = decodeHeader(seq, v)
+		}
+		return r, err == nil, err
 	}
-	r, err := load(tx.Bucket(bktMsg), binary.BigEndian.Uint64(sv), full)
-	return r, err == nil, err
+	return record{}, false, nil
 }
 
 // ---- the call gate ----
@@ -520,18 +579,23 @@ func hasPrefix(c *bolt.Cursor, prefix []byte) bool {
 
 var empty = []byte{}
 
-// insert adds a new message (the caller checked it is not stored).
-func (w *wtx) insert(m storage.Message) error {
+// insert adds a new message (the caller checked it is not stored). rec is
+// its encoded record, or nil to encode it here; bbolt keeps a reference to
+// it until the commit, so it must not change.
+func (w *wtx) insert(m storage.Message, rec []byte) error {
+	if rec == nil {
+		rec = encodeRecord(m)
+	}
 	owner := ownerPrefix(m.Owner)
 	if !hasPrefix(w.box.Cursor(), owner) {
 		w.meta.accounts++
 	}
 	w.meta.seq++
 	seq := w.meta.seq
-	if err := w.msg.Put(seqKey(seq), encodeRecord(m)); err != nil {
+	if err := w.msg.Put(seqKey(seq), rec); err != nil {
 		return fmt.Errorf("put message: %w", err)
 	}
-	if err := w.hash.Put([]byte(m.Hash), seqKey(seq)); err != nil {
+	if err := w.hash.Put(hashKey(m.Hash, seq), empty); err != nil {
 		return fmt.Errorf("put hash index: %w", err)
 	}
 	if err := w.box.Put(boxKey(m.Owner, m.Namespace, seq), empty); err != nil {
@@ -563,7 +627,7 @@ func (w *wtx) remove(r record) error {
 	if err := w.msg.Delete(seqKey(r.seq)); err != nil {
 		return err
 	}
-	if err := w.hash.Delete([]byte(r.m.Hash)); err != nil {
+	if err := w.hash.Delete(hashKey(r.m.Hash, r.seq)); err != nil {
 		return err
 	}
 	if err := w.box.Delete(boxKey(r.m.Owner, r.m.Namespace, r.seq)); err != nil {
@@ -660,7 +724,7 @@ func (s *Store) Store(ctx context.Context, m storage.Message) (bool, int64, erro
 	o := &op{size: len(m.Data), redo: encodeRedo(m), owner: m.Owner}
 	o.fn = func(tx *bolt.Tx) error {
 		var err error
-		res, err = s.wtx(tx).store(m, true)
+		res, err = s.wtx(tx).store(m, o.redo, true)
 		o.logged = res.changed
 		return err
 	}
@@ -691,9 +755,11 @@ type storeResult struct {
 	expiry                  int64
 }
 
-// store is Store's work inside a transaction. capped=false skips the size
-// cap, for stores being replayed: they were acknowledged already.
-func (w *wtx) store(m storage.Message, capped bool) (storeResult, error) {
+// store is Store's work inside a transaction. rec is m's record as
+// encodeRecord makes it (the redo payload is one), so a 1 KiB message is
+// not encoded twice. capped=false skips the size cap, for stores being
+// replayed: they were acknowledged already.
+func (w *wtx) store(m storage.Message, rec []byte, capped bool) (storeResult, error) {
 	var res storeResult
 	r, ok, err := w.get(m.Hash)
 	if err != nil {
@@ -723,7 +789,7 @@ func (w *wtx) store(m storage.Message, capped bool) (storeResult, error) {
 			}
 		}
 	}
-	if err := w.insert(m); err != nil {
+	if err := w.insert(m, rec); err != nil {
 		return res, err
 	}
 	res.inserted, res.expiry = true, m.Expiry
@@ -769,7 +835,9 @@ func (s *Store) StoreBatch(ctx context.Context, ms []storage.Message) (int, erro
 			n, full = 0, false
 			w := s.wtx(tx)
 			for _, m := range chunk {
-				if w.hash.Get([]byte(m.Hash)) != nil {
+				if _, ok, err := w.get(m.Hash); err != nil {
+					return err
+				} else if ok {
 					continue
 				}
 				if w.full(need(m)) {
@@ -790,7 +858,7 @@ func (s *Store) StoreBatch(ctx context.Context, ms []storage.Message) (int, erro
 						}
 					}
 				}
-				if err := w.insert(m); err != nil {
+				if err := w.insert(m, nil); err != nil {
 					return err
 				}
 				n++
