@@ -14,6 +14,8 @@ import (
 // a trivial handler, 16 calls in flight as the swarm bench's entry has:
 // the transport's share of what one replicated store costs. Peers talk
 // HTTP/1.1 keep-alive; the listener also serves HTTP/2 to other clients.
+// Calls beyond the one exchange in flight coalesce (batch.go): 27–33 µs
+// per call here, against 77–94 with each call alone.
 func BenchmarkCall(b *testing.B) {
 	for _, h1Only := range []bool{false, true} {
 		name := "listener=h2+h1"

@@ -1,7 +1,8 @@
 // Package httpspeer is the peer transport over the node's HTTPS listener:
 // POST /sn/v1/<command> with mutual TLS, where each node presents a
 // self-signed certificate for its Ed25519 identity and the receiver checks
-// that key against the registry.
+// that key against the registry. Busy storage_cc traffic to one peer
+// shares exchanges (POST /sn/v1/batch, see batch.go).
 package httpspeer
 
 import (
@@ -80,6 +81,7 @@ type peerClient struct {
 	client   *http.Client
 	tr       *http.Transport
 	lastUsed uint64
+	batch    batcher
 }
 
 // maxConnsPerPeer is the idle connections kept per peer: the entry of a
@@ -121,6 +123,14 @@ func (t *Transport) Call(ctx context.Context, to registry.Node, command string, 
 	if err != nil {
 		return peer.Reply{}, err
 	}
+	if coalesces(command) {
+		return t.callCoalesced(ctx, to, pc, command, body)
+	}
+	return t.callOne(ctx, to, pc, command, body)
+}
+
+// callOne is one HTTP exchange with a peer.
+func (t *Transport) callOne(ctx context.Context, to registry.Node, pc *peerClient, command string, body []byte) (peer.Reply, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
@@ -303,7 +313,7 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t.mu.RLock()
 	h, ok := t.handlers[command]
 	t.mu.RUnlock()
-	if !ok {
+	if !ok && command != batchCommand {
 		plain(w, http.StatusNotFound, "unknown peer command: "+command)
 		return
 	}
@@ -319,6 +329,10 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		plain(w, http.StatusBadRequest, "read request body: "+err.Error())
+		return
+	}
+	if command == batchCommand {
+		t.serveBatch(w, r, from, body)
 		return
 	}
 	reply := t.run(r.Context(), command, h, from, body)

@@ -35,6 +35,18 @@ type testNode struct {
 	url    string
 	conns  atomic.Int64
 	rec    registry.Node
+
+	// exchanges counts HTTP requests by path; noBatch makes the node
+	// answer a batch as a build without batching does (404).
+	exMu      sync.Mutex
+	exchanges map[string]int
+	noBatch   atomic.Bool
+}
+
+func (n *testNode) exchangeCount(path string) int {
+	n.exMu.Lock()
+	defer n.exMu.Unlock()
+	return n.exchanges[path]
 }
 
 func newTestNode(t testing.TB, known func(ed25519.PublicKey) bool) *testNode {
@@ -47,14 +59,24 @@ func startTestNode(t testing.TB, known func(ed25519.PublicKey) bool, h1Only bool
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &testNode{keys: keys}
+	n := &testNode{keys: keys, exchanges: map[string]int{}}
 	n.tr = New(Config{Keys: keys, Known: known, Logger: slog.New(slog.DiscardHandler)})
 	certs, err := keys.Certificates()
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.tlsCfg = &tls.Config{Certificates: certs, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
-	n.srv = &http.Server{Handler: n.tr, TLSConfig: n.tlsCfg, ErrorLog: log.New(io.Discard, "", 0)}
+	count := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.exMu.Lock()
+		n.exchanges[r.URL.Path]++
+		n.exMu.Unlock()
+		if n.noBatch.Load() && r.URL.Path == PathPrefix+batchCommand {
+			http.NotFound(w, r)
+			return
+		}
+		n.tr.ServeHTTP(w, r)
+	})
+	n.srv = &http.Server{Handler: count, TLSConfig: n.tlsCfg, ErrorLog: log.New(io.Discard, "", 0)}
 	if h1Only {
 		n.srv.Protocols = new(http.Protocols)
 		n.srv.Protocols.SetHTTP1(true)
