@@ -41,7 +41,7 @@ func TestMemoryLimitFollowsRAM(t *testing.T) {
 	for _, tc := range []struct {
 		ram  uint64
 		want int64
-	}{{512 << 20, 24 << 20}, {1 << 30, 32 << 20}, {8 << 30, 32 << 20}, {0, 24 << 20}} {
+	}{{512 << 20, 24 << 20}, {1 << 30, 24 << 20}, {2 << 30, 32 << 20}, {3 << 30, 48 << 20}, {8 << 30, 48 << 20}, {0, 24 << 20}} {
 		if got := memoryLimit(tc.ram); got != tc.want {
 			t.Errorf("memoryLimit(%d MiB) = %d MiB, want %d", tc.ram>>20, got>>20, tc.want>>20)
 		}

@@ -180,10 +180,13 @@ type snoded struct {
 	log    *bytes.Buffer
 }
 
-func startSnoded(t testing.TB, bin, data, listen, status string) *snoded {
+func startSnoded(t testing.TB, bin, data, listen, status string, env ...string) *snoded {
 	t.Helper()
 	var log bytes.Buffer
 	cmd := exec.Command(bin, "run", "--data", data, "--listen", listen, "--status", status, "--no-rate-limit", "--log-level", "warn")
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout = &log
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
