@@ -75,7 +75,7 @@ func (k *Keys) Ed25519Hex() string { return hex.EncodeToString(k.Ed25519Pub) }
 func (k *Keys) X25519Hex() string { return hex.EncodeToString(k.X25519Pub[:]) }
 
 // Sign signs msg with the node's Ed25519 key.
-func (k *Keys) Sign(msg []byte) []byte { return ed25519.Sign(k.Ed25519Priv, msg) }
+func (k *Keys) Sign(msg []byte) []byte { return Sign(k.Ed25519Priv, msg) }
 
 // Load reads the identity from dir, or creates and persists a new one when
 // none exists. The seed file is written 0600 through a temporary file and a

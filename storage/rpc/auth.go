@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/hex"
 
 	"github.com/snodebox/snodebox/netstack/identity"
@@ -189,7 +188,7 @@ func (s *Server) verify(ctx context.Context, a *auth, required byte, skipRevoke 
 		if flags&required != required {
 			return false
 		}
-		if !ed25519.Verify(ed25519.PublicKey(key), a.token, a.tokenSig) {
+		if !identity.Verify(key, a.token, a.tokenSig) {
 			return false
 		}
 		key = a.token[4:36]
@@ -198,5 +197,5 @@ func (s *Server) verify(ctx context.Context, a *auth, required byte, skipRevoke 
 	for _, p := range parts {
 		msg = append(msg, p...)
 	}
-	return ed25519.Verify(ed25519.PublicKey(key), msg, a.sig)
+	return identity.Verify(key, msg, a.sig)
 }

@@ -74,7 +74,7 @@ func (s *Signer) Pubkey() string { return s.Account.Hex() }
 
 // Sign signs msg with the request key (the subaccount key for subaccount
 // signers).
-func (s *Signer) Sign(msg []byte) []byte { return ed25519.Sign(s.key, msg) }
+func (s *Signer) Sign(msg []byte) []byte { return identity.Sign(s.key, msg) }
 
 // SignB64 is Sign as padded base64, the JSON form.
 func (s *Signer) SignB64(msg string) string {
@@ -95,7 +95,7 @@ func (s *Signer) Token(sub ed25519.PublicKey, flags byte) (token, sig []byte, er
 	token[0] = s.Account.Type
 	token[1] = flags
 	copy(token[4:], sub)
-	return token, ed25519.Sign(s.key, token), nil
+	return token, identity.Sign(s.key, token), nil
 }
 
 // Subaccount returns a signer that acts on the owner's account with the
