@@ -176,8 +176,15 @@ func (t *Transport) sendBatch(to registry.Node, pc *peerClient, calls []*queuedC
 	var replies []peer.Reply
 	if err == nil {
 		if reply.Status != http.StatusOK {
-			err = fmt.Errorf("peer %s batch: status %d: %.200s", to, reply.Status, reply.Body)
-		} else if replies, err = decodeBatchReply(reply.Body); err == nil && len(replies) != len(live) {
+			// The peer refused the exchange as a whole (unknown caller,
+			// too large, not ready): each call gets that answer, as it
+			// would have alone, so the swarm's retry rules see a status.
+			for _, c := range live {
+				c.done <- callResult{reply: reply}
+			}
+			return
+		}
+		if replies, err = decodeBatchReply(reply.Body); err == nil && len(replies) != len(live) {
 			err = fmt.Errorf("peer %s batch: %d replies to %d calls", to, len(replies), len(live))
 		}
 	}

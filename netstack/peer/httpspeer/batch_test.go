@@ -246,3 +246,46 @@ func TestBatchEncoding(t *testing.T) {
 		}
 	}
 }
+
+// A batch the peer refuses as a whole (here: it no longer knows the
+// caller) gives every call in it the peer's answer, status and body, as
+// each would have got alone; none gets a transport error.
+func TestRefusedBatchAnswersEachCall(t *testing.T) {
+	var refuse atomic.Bool
+	a := newTestNode(t, everyone)
+	b := newTestNode(t, func(ed25519.PublicKey) bool { return !refuse.Load() })
+	g := &gatedEcho{release: make(chan struct{})}
+	b.tr.Handle(peer.CmdStorageCC, g.handle)
+	var wg sync.WaitGroup
+	for range maxBatchesInFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.tr.Call(context.Background(), b.rec, peer.CmdStorageCC, []byte("held"))
+		}()
+	}
+	waitFor(t, "calls held", func() bool { return g.held.Load() == maxBatchesInFlight })
+	const n = 5
+	replies, errs := make([]peer.Reply, n), make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replies[i], errs[i] = a.tr.Call(context.Background(), b.rec, peer.CmdStorageCC, []byte("queued"))
+		}()
+	}
+	pc, _ := a.tr.pool(b.rec)
+	waitFor(t, "the queue to fill", func() bool {
+		pc.batch.mu.Lock()
+		defer pc.batch.mu.Unlock()
+		return len(pc.batch.queue) == n
+	})
+	refuse.Store(true)
+	close(g.release)
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil || replies[i].Status != http.StatusForbidden || string(replies[i].Body) != "unknown service node" {
+			t.Errorf("call %d: %d %q %v, want 403 unknown service node", i, replies[i].Status, replies[i].Body, errs[i])
+		}
+	}
+}
