@@ -44,6 +44,34 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// holdCalls starts as many calls as a pool allows exchanges in flight and
+// waits until the peer holds them all.
+func holdCalls(t *testing.T, a, b *testNode, g *gatedEcho, wg *sync.WaitGroup) {
+	t.Helper()
+	for range maxBatchesInFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.tr.Call(context.Background(), b.rec, peer.CmdStorageCC, []byte("held"))
+		}()
+	}
+	waitFor(t, "calls held", func() bool { return g.held.Load() == maxBatchesInFlight })
+}
+
+// waitQueued waits until n calls wait in a's queue for b.
+func waitQueued(t *testing.T, a, b *testNode, n int) {
+	t.Helper()
+	pc, err := a.tr.pool(b.rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the queue to fill", func() bool {
+		pc.batch.mu.Lock()
+		defer pc.batch.mu.Unlock()
+		return len(pc.batch.queue) == n
+	})
+}
+
 // fillQueue starts the calls that the peer holds (as many as a pool allows
 // exchanges in flight) and then n more, which queue behind them.
 func fillQueue(t *testing.T, a, b *testNode, g *gatedEcho, n int) (replies []peer.Reply, errs []error, wait func()) {
@@ -68,15 +96,7 @@ func fillQueue(t *testing.T, a, b *testNode, g *gatedEcho, n int) (replies []pee
 		wg.Add(1)
 		go call(i)
 	}
-	pc, err := a.tr.pool(b.rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the queue to fill", func() bool {
-		pc.batch.mu.Lock()
-		defer pc.batch.mu.Unlock()
-		return len(pc.batch.queue) == n
-	})
+	waitQueued(t, a, b, n)
 	close(g.release)
 	return replies, errs, wg.Wait
 }
@@ -161,14 +181,7 @@ func TestQueuedCallHonoursItsContext(t *testing.T) {
 	g := &gatedEcho{release: make(chan struct{})}
 	b.tr.Handle(peer.CmdStorageCC, g.handle)
 	var wg sync.WaitGroup
-	for range maxBatchesInFlight {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.tr.Call(context.Background(), b.rec, peer.CmdStorageCC, []byte("held"))
-		}()
-	}
-	waitFor(t, "calls held", func() bool { return g.held.Load() == maxBatchesInFlight })
+	holdCalls(t, a, b, g, &wg)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := a.tr.Call(ctx, b.rec, peer.CmdStorageCC, []byte("impatient"))
@@ -257,14 +270,7 @@ func TestRefusedBatchAnswersEachCall(t *testing.T) {
 	g := &gatedEcho{release: make(chan struct{})}
 	b.tr.Handle(peer.CmdStorageCC, g.handle)
 	var wg sync.WaitGroup
-	for range maxBatchesInFlight {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.tr.Call(context.Background(), b.rec, peer.CmdStorageCC, []byte("held"))
-		}()
-	}
-	waitFor(t, "calls held", func() bool { return g.held.Load() == maxBatchesInFlight })
+	holdCalls(t, a, b, g, &wg)
 	const n = 5
 	replies, errs := make([]peer.Reply, n), make([]error, n)
 	for i := range n {
@@ -274,12 +280,7 @@ func TestRefusedBatchAnswersEachCall(t *testing.T) {
 			replies[i], errs[i] = a.tr.Call(context.Background(), b.rec, peer.CmdStorageCC, []byte("queued"))
 		}()
 	}
-	pc, _ := a.tr.pool(b.rec)
-	waitFor(t, "the queue to fill", func() bool {
-		pc.batch.mu.Lock()
-		defer pc.batch.mu.Unlock()
-		return len(pc.batch.queue) == n
-	})
+	waitQueued(t, a, b, n)
 	refuse.Store(true)
 	close(g.release)
 	wg.Wait()
