@@ -339,7 +339,10 @@ type record struct {
 	m   storage.Message
 }
 
-const recHeader = 8 + 8 + 33 + 2 + hashLen
+const recHeader = recHashAt + hashLen
+
+// recHashAt is where a record's copy of the message hash starts.
+const recHashAt = 8 + 8 + 33 + 2
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
@@ -353,7 +356,7 @@ func encodeRecord(m storage.Message) []byte {
 	v[16] = m.Owner.Type
 	copy(v[17:49], m.Owner.Key[:])
 	binary.BigEndian.PutUint16(v[49:], uint16(m.Namespace))
-	copy(v[51:51+hashLen], m.Hash)
+	copy(v[recHashAt:recHashAt+hashLen], m.Hash)
 	return append(v, m.Data...)
 }
 
@@ -369,7 +372,7 @@ func decodeHeader(seq uint64, v []byte) (record, error) {
 	r.m.Owner.Type = v[16]
 	copy(r.m.Owner.Key[:], v[17:49])
 	r.m.Namespace = storage.Namespace(int16(binary.BigEndian.Uint16(v[49:])))
-	r.m.Hash = string(v[51 : 51+hashLen])
+	r.m.Hash = string(v[recHashAt : recHashAt+hashLen])
 	return r, nil
 }
 
@@ -393,6 +396,11 @@ func load(msgs *bolt.Bucket, seq uint64, full bool) (record, error) {
 	if v == nil {
 		return record{}, fmt.Errorf("index names missing message %d", seq)
 	}
+	return decode(seq, v, full)
+}
+
+// decode reads a msg value, with its data when full.
+func decode(seq uint64, v []byte, full bool) (record, error) {
 	if full {
 		return decodeRecord(seq, v)
 	}
@@ -412,16 +420,10 @@ func lookup(tx *bolt.Tx, hash string, full bool) (record, bool, error) {
 		if v == nil {
 			return record{}, false, fmt.Errorf("index names missing message %d", seq)
 		}
-		if len(v) < recHeader || string(v[51:51+hashLen]) != hash {
+		if len(v) < recHeader || string(v[recHashAt:recHashAt+hashLen]) != hash {
 			continue
 		}
-		var r record
-		var err error
-		if full {
-			r, err = decodeRecord(seq, v)
-		} else {
-			r, err = decodeHeader(seq, v)
-		}
+		r, err := decode(seq, v, full)
 		return r, err == nil, err
 	}
 	return record{}, false, nil
