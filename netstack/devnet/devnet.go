@@ -363,7 +363,8 @@ func (d *Devnet) exited() error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("node %d exited: %v (log %s)", p.index, p.cmd.ProcessState, filepath.Join(p.dir, "snoded.log"))
+			log := filepath.Join(p.dir, "snoded.log")
+			return fmt.Errorf("node %d exited: %v (log %s)%s", p.index, p.cmd.ProcessState, log, logTail(log, 12))
 		default:
 		}
 	}
@@ -600,4 +601,16 @@ func moduleRoot() (string, error) {
 func shortID(dir string) string {
 	h := sha256.Sum256([]byte(dir))
 	return fmt.Sprintf("%04x", uint16(h[0])<<8|uint16(h[1]))
+}
+
+// logTail is the last n lines of a node's log, indented, for an error that
+// must be readable after the devnet's directory is gone (a CI run).
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	lines = lines[max(0, len(lines)-n):]
+	return "; its last lines:\n\t" + strings.Join(lines, "\n\t")
 }

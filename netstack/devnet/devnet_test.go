@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,8 +40,20 @@ func TestMain(m *testing.M) {
 // freeBase finds n consecutive free loopback ports.
 func freeBase(t testing.TB, n int) int {
 	t.Helper()
+	// Below the kernel's ephemeral range: a port the check finds free can
+	// otherwise become the local end of some test's outgoing connection
+	// before the node meant to listen on it starts (nodes are added late).
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				lo = v
+			}
+		}
+	}
+	span := max(lo-n-10000, 1000)
 	for try := 0; try < 50; try++ {
-		base := 30000 + rand.IntN(25000)
+		base := 10000 + rand.IntN(span)
 		ok := true
 		var ls []net.Listener
 		for p := base; p < base+n; p++ {
