@@ -1,7 +1,6 @@
 package rpc
 
 import (
-	"bytes"
 	"encoding/base64"
 	"slices"
 	"strconv"
@@ -120,22 +119,22 @@ func appendJSON(dst []byte, v any) ([]byte, bool) {
 	return dst, false
 }
 
-// encodeFast is appendJSON into a reused scratch buffer, copied out at its
-// final size: growing a fresh slice to a 30 KB retrieve answer cost more
-// in large allocations than reflection did.
-func encodeFast(v any) ([]byte, bool) {
+// encodeFast hands fn appendJSON's rendering of v in a reused scratch
+// buffer, valid only during fn: growing a fresh slice to a 30 KB retrieve
+// answer cost more in large allocations than reflection did, and an HTTP
+// answer is written straight from the scratch without a copy.
+func encodeFast(v any, fn func(out []byte)) bool {
 	scratch := scratchPool.Get().(*[]byte)
 	buf, ok := appendJSON((*scratch)[:0], v)
-	var out []byte
 	if ok {
-		out = bytes.Clone(buf)
+		fn(buf)
 	}
 	// Very large answers (a full 7.8 MB retrieve) are not kept around.
 	if cap(buf) <= 256<<10 {
 		*scratch = buf[:0]
 		scratchPool.Put(scratch)
 	}
-	return out, ok
+	return ok
 }
 
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}

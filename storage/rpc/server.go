@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"runtime/debug"
 	"sort"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/snodebox/snodebox/netstack/bencode"
+	"github.com/snodebox/snodebox/netstack/httpbody"
 	"github.com/snodebox/snodebox/netstack/peer"
 	"github.com/snodebox/snodebox/netstack/registry"
 	"github.com/snodebox/snodebox/storage"
@@ -328,15 +328,24 @@ func notReady(reasons []string) response {
 }
 
 // encodeJSON renders a response body as the HTTP/onion answer.
-func encodeJSON(r response) ([]byte, bool) {
+func encodeJSON(r response) (out []byte, isJSON bool) {
+	withEncoded(r, func(b []byte, j bool) { out, isJSON = bytes.Clone(b), j })
+	return out, isJSON
+}
+
+// withEncoded hands fn the rendered answer and whether it is JSON; out may
+// be a pooled buffer, valid only during fn.
+func withEncoded(r response, fn func(out []byte, isJSON bool)) {
 	if s, isText := r.body.(string); isText {
-		return []byte(s), false
+		fn([]byte(s), false)
+		return
 	}
 	if b, isBinary := r.body.(binaryBody); isBinary {
-		return []byte(base64.StdEncoding.EncodeToString(b)), false
+		fn([]byte(base64.StdEncoding.EncodeToString(b)), false)
+		return
 	}
-	if out, ok := encodeFast(r.body); ok {
-		return out, true
+	if encodeFast(r.body, func(out []byte) { fn(out, true) }) {
+		return
 	}
 	// No HTML escaping: the answer is data for Session clients, and '<',
 	// '>' and '&' should reach them as the reference writes them.
@@ -344,9 +353,10 @@ func encodeJSON(r response) ([]byte, bool) {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(r.body); err != nil {
-		return []byte("request failed"), false
+		fn([]byte("request failed"), false)
+		return
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), true
+	fn(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), true)
 }
 
 // wrongSwarm is the 421 answer: the swarm that owns the account (§6.2).
@@ -552,30 +562,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeResponse(w, s.process(r.Context(), body))
 }
 
-// readBody reads the request into a buffer sized from Content-Length (a
-// 1 KiB store is ~1.6 KB of JSON: bytes.Buffer's growth from 512 bytes
-// copied it three times), growing only if the body runs past it.
+// readBody reads the request into a buffer sized from Content-Length;
+// MaxBytesReader reports a body over the limit.
 func readBody(r *http.Request) ([]byte, error) {
-	body := http.MaxBytesReader(nil, r.Body, MaxBodyBytes)
-	if r.ContentLength < 0 || r.ContentLength > MaxBodyBytes {
-		var buf bytes.Buffer
-		_, err := buf.ReadFrom(body)
-		return buf.Bytes(), err
-	}
-	buf := make([]byte, 0, r.ContentLength+1) // +1: room for the read that sees EOF
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
+	return httpbody.Read(http.MaxBytesReader(nil, r.Body, MaxBodyBytes), r.ContentLength, MaxBodyBytes+1)
 }
 
 func writeResponse(w http.ResponseWriter, r response) {
@@ -586,15 +576,16 @@ func writeResponse(w http.ResponseWriter, r response) {
 		w.Write(b)
 		return
 	}
-	out, isJSON := encodeJSON(r)
-	if isJSON {
-		w.Header().Set("Content-Type", "application/json")
-	} else {
-		w.Header().Set("Content-Type", "text/plain")
-	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
-	w.WriteHeader(r.status)
-	w.Write(out)
+	withEncoded(r, func(out []byte, isJSON bool) {
+		if isJSON {
+			w.Header().Set("Content-Type", "application/json")
+		} else {
+			w.Header().Set("Content-Type", "text/plain")
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+		w.WriteHeader(r.status)
+		w.Write(out)
+	})
 }
 
 // Invoke runs one JSON client request (`{"method","params"}`) as the onion

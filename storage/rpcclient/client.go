@@ -5,10 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/snodebox/snodebox/netstack/httpbody"
 )
 
 // Path is the storage RPC endpoint.
@@ -59,7 +60,7 @@ func (c *Client) DoRaw(ctx context.Context, baseURL string, body []byte) (int, [
 		return 0, nil, fmt.Errorf("storage rpc %s: %w", url, err)
 	}
 	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse))
+	out, err := httpbody.Read(resp.Body, resp.ContentLength, MaxResponse)
 	if err != nil {
 		return resp.StatusCode, out, fmt.Errorf("storage rpc %s: read answer: %w", url, err)
 	}

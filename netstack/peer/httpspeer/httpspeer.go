@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snodebox/snodebox/netstack/httpbody"
 	"github.com/snodebox/snodebox/netstack/identity"
 	"github.com/snodebox/snodebox/netstack/peer"
 	"github.com/snodebox/snodebox/netstack/registry"
@@ -152,31 +153,10 @@ func (t *Transport) callOne(ctx context.Context, to registry.Node, pc *peerClien
 	return peer.Reply{Status: resp.StatusCode, Body: out}, nil
 }
 
-// readBody reads up to MaxBodyBytes+1 bytes (so the caller sees an
-// over-long body) into a buffer sized from the declared length: every
-// storage_cc and onion hop carries one, and io.ReadAll's growth from 512
-// bytes cost several copies and allocations per call.
+// readBody reads up to MaxBodyBytes+1 bytes, so the caller sees an
+// over-long body.
 func readBody(r io.Reader, declared int64) ([]byte, error) {
-	if declared < 0 || declared > MaxBodyBytes {
-		return io.ReadAll(io.LimitReader(r, MaxBodyBytes+1))
-	}
-	// One spare byte: the read that finds EOF needs room, and a body
-	// longer than declared still gets read (up to the limit) by growing.
-	buf := make([]byte, 0, declared+1)
-	lr := io.LimitReader(r, MaxBodyBytes+1)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := lr.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
+	return httpbody.Read(r, declared, MaxBodyBytes+1)
 }
 
 func (pc *peerClient) do(ctx context.Context, url string, body []byte) (*http.Response, error) {

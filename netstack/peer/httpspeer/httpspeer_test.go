@@ -386,34 +386,3 @@ func TestReconnectResumesSession(t *testing.T) {
 	}
 }
 
-// Bodies arrive whole whatever their declared length says: exact, absent
-// (chunked), and the size limit is still enforced on both sides.
-func TestReadBody(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		body     int
-		declared int64
-	}{
-		{"empty", 0, 0},
-		{"declared", 1500, 1500},
-		{"chunked", 70_000, -1},
-		{"shorter than declared", 10, 20},
-		{"longer than declared", 3000, 1000},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			in := bytes.Repeat([]byte{7}, tc.body)
-			out, err := readBody(bytes.NewReader(in), tc.declared)
-			if err != nil || !bytes.Equal(out, in) {
-				t.Fatalf("read %d bytes (%v), want %d", len(out), err, len(in))
-			}
-		})
-	}
-	out, err := readBody(io.LimitReader(zeros{}, MaxBodyBytes+100), MaxBodyBytes)
-	if err != nil || len(out) != MaxBodyBytes+1 {
-		t.Fatalf("over-long body: read %d bytes (%v), want the limit plus one", len(out), err)
-	}
-}
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
