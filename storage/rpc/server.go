@@ -329,23 +329,38 @@ func notReady(reasons []string) response {
 
 // encodeJSON renders a response body as the HTTP/onion answer.
 func encodeJSON(r response) (out []byte, isJSON bool) {
-	withEncoded(r, func(b []byte, j bool) { out, isJSON = bytes.Clone(b), j })
-	return out, isJSON
+	if !isPlain(r) && encodeFast(r.body, func(b []byte) { out = bytes.Clone(b) }) {
+		return out, true
+	}
+	return encodeSlow(r)
 }
 
 // withEncoded hands fn the rendered answer and whether it is JSON; out may
 // be a pooled buffer, valid only during fn.
 func withEncoded(r response, fn func(out []byte, isJSON bool)) {
-	if s, isText := r.body.(string); isText {
-		fn([]byte(s), false)
+	if !isPlain(r) && encodeFast(r.body, func(b []byte) { fn(b, true) }) {
 		return
+	}
+	fn(encodeSlow(r))
+}
+
+// isPlain reports a text or binary answer, which is not JSON-encoded.
+func isPlain(r response) bool {
+	switch r.body.(type) {
+	case string, binaryBody:
+		return true
+	}
+	return false
+}
+
+// encodeSlow renders what encodeFast does not: text, binary (base64), and
+// JSON bodies of types appendJSON does not know, each into a fresh slice.
+func encodeSlow(r response) ([]byte, bool) {
+	if s, isText := r.body.(string); isText {
+		return []byte(s), false
 	}
 	if b, isBinary := r.body.(binaryBody); isBinary {
-		fn([]byte(base64.StdEncoding.EncodeToString(b)), false)
-		return
-	}
-	if encodeFast(r.body, func(out []byte) { fn(out, true) }) {
-		return
+		return []byte(base64.StdEncoding.EncodeToString(b)), false
 	}
 	// No HTML escaping: the answer is data for Session clients, and '<',
 	// '>' and '&' should reach them as the reference writes them.
@@ -353,10 +368,9 @@ func withEncoded(r response, fn func(out []byte, isJSON bool)) {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(r.body); err != nil {
-		fn([]byte("request failed"), false)
-		return
+		return []byte("request failed"), false
 	}
-	fn(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), true)
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), true
 }
 
 // wrongSwarm is the 421 answer: the swarm that owns the account (§6.2).
