@@ -247,10 +247,16 @@ func BenchmarkSnoded(b *testing.B) {
 		cpu0, self0 := procCPU(pid), procCPU(os.Getpid())
 		var stored int
 		for _, phase := range []struct{ clients, stores int }{{16, 20_000}, {64, 80_000}} {
+			node0, cli0 := procCPU(pid), procCPU(os.Getpid())
 			elapsed := storeLoad(b, cl, url, signers, phase.clients, phase.stores)
 			stored += phase.stores
 			rate := float64(phase.stores) / elapsed.Seconds()
 			b.ReportMetric(rate, fmt.Sprintf("stores/s@%d", phase.clients))
+			// How busy the two cores were tells a rate held back by
+			// waiting (the commit loop, a checkpoint) from one held back
+			// by CPU.
+			b.ReportMetric((procCPU(pid)-node0).Seconds()/elapsed.Seconds(), fmt.Sprintf("node_cores@%d", phase.clients))
+			b.ReportMetric((procCPU(os.Getpid())-cli0).Seconds()/elapsed.Seconds(), fmt.Sprintf("client_cores@%d", phase.clients))
 			benchfig.AtLeast(b, fmt.Sprintf("stores/s at %d clients, snoded run", phase.clients), rate, storeTarget(phase.clients), "stores/s")
 		}
 		cpuPer := float64((procCPU(pid) - cpu0).Microseconds()) / float64(stored)
