@@ -102,12 +102,12 @@ const (
 	// (a random-order hash-index leaf is ~12 KB of inodes once touched), and
 	// the database pages mapped since the last trim are resident. Measured
 	// with BenchmarkSnoded at 100,000 held (VmRSS over the last 5 s / peak):
-	// 512 KiB 40.6 / 45.7 MiB, 256 KiB 38.0–38.7 / 42.4–43.2, 128 KiB
+	// 512 KiB 40.6 / 44.5–45.7 MiB, 256 KiB 38.0–38.7 / 42.4–43.2, 128 KiB
 	// 35.7–35.9 / 39.6–40.3, for about 4 % more CPU per store than 512 KiB
 	// (four times the checkpoints, each rewriting the leaves it touched and
-	// their branches). 32 MiB
-	// quadrupled the peak and halved the store rate: the collector, held
-	// to the board's soft limit, ran almost without pause.
+	// their branches). 32 MiB quadrupled the peak and halved the store
+	// rate: the collector, held to the board's soft limit, ran almost
+	// without pause.
 	checkpointInterval = 200 * time.Millisecond
 	checkpointBytes    = 128 << 10
 	// trimEvery: how often a checkpoint also hands back the database
