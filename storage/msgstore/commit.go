@@ -445,6 +445,13 @@ func (s *Store) writeTx() (*bolt.Tx, error) {
 		return nil, fmt.Errorf("begin write: %w", err)
 	}
 	s.beginTx(tx)
+	if s.tailStale {
+		if err := s.rebuildTail(tx); err != nil {
+			tx.Rollback()
+			return nil, err
+		}
+		s.tailStale = false
+	}
 	if err := s.replay(tx, s.log.round); err != nil {
 		tx.Rollback()
 		return nil, err
@@ -474,6 +481,7 @@ func (s *Store) discard() {
 	if s.tx != nil {
 		s.tx.Rollback()
 		s.tx = nil
+		s.tailStale = true
 	}
 }
 
@@ -489,11 +497,21 @@ func (s *Store) checkpoint() error {
 	s.tx = nil
 	if err := putU64(tx.Bucket(bktMeta), keyLogged, s.log.lsn); err != nil {
 		tx.Rollback()
+		s.tailStale = true
 		return fmt.Errorf("checkpoint: %w", err)
 	}
+	mg, err := s.merge(tx, false)
+	if err != nil {
+		tx.Rollback()
+		s.tailStale = true
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	txid := tx.ID()
 	if err := tx.Commit(); err != nil {
+		s.tailStale = true
 		return fmt.Errorf("checkpoint: %w", err)
 	}
+	s.tail.retire(mg, txid)
 	s.fsyncs.Add(1)
 	s.log.checkpointed()
 	s.maybeTrim()

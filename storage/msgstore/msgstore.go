@@ -127,6 +127,13 @@ type Store struct {
 	stop  chan struct{}
 	done  chan struct{}
 
+	// tail: hash-index entries not merged into the index yet; tailStale:
+	// it took entries from a transaction that was then thrown away.
+	tail      hashTail
+	tailStale bool
+	// filter: every hash prefix held, for the commit loop's dedup check.
+	filter *hashFilter
+
 	// gate: calls in flight, so Close can wait for them without a lock
 	// that a ForEach callback re-entering the store could deadlock on.
 	gateMu  sync.Mutex
@@ -234,6 +241,17 @@ func open(path string, opts Options) (*Store, error) {
 		done:  make(chan struct{}),
 		idle:  make(chan struct{}),
 		dirty: map[storage.Account]struct{}{},
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := s.loadTail(tx); err != nil {
+			return err
+		}
+		s.filter, err = s.buildFilter(tx)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open message db %s: %w", path, err)
 	}
 	if err := s.recover(logID, logged); err != nil {
 		db.Close()
@@ -410,7 +428,9 @@ func decode(seq uint64, v []byte, full bool) (record, error) {
 // lookup finds a message by hash: the index names the messages whose
 // hashes share its 8-byte prefix (almost always one or none), and the
 // record's own copy of the hash tells which is it.
-func lookup(tx *bolt.Tx, hash string, full bool) (record, bool, error) {
+// Messages stored since their slice of the index was last merged are
+// found through the tail (hashtail.go) instead.
+func (s *Store) lookup(tx *bolt.Tx, hash string, full bool) (record, bool, error) {
 	p := hashPrefix(hash)
 	msgs := tx.Bucket(bktMsg)
 	c := tx.Bucket(bktHash).Cursor()
@@ -425,6 +445,20 @@ func lookup(tx *bolt.Tx, hash string, full bool) (record, bool, error) {
 		}
 		r, err := decode(seq, v, full)
 		return r, err == nil, err
+	}
+	seqs, behind := s.tail.find(binary.BigEndian.Uint64(p[:]))
+	for _, seq := range seqs {
+		// A tail entry may outlive its message (deleted, or its
+		// transaction thrown away): no record is no match.
+		v := msgs.Get(seqKey(seq))
+		if len(v) < recHeader || string(v[recHashAt:recHashAt+hashLen]) != hash {
+			continue
+		}
+		r, err := decode(seq, v, full)
+		return r, err == nil, err
+	}
+	if !tx.Writable() && tx.ID() < behind {
+		return record{}, false, errSnapshotBehind
 	}
 	return record{}, false, nil
 }
@@ -472,8 +506,24 @@ func (s *Store) Close() error {
 	// The loop's last checkpoint emptied the log; if it failed, the log
 	// is replayed at the next open.
 	s.log.close()
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("close message db %s: %w", s.path, err)
+	// A file closed with an empty tail is whole for a build without one
+	// (an image rolled back to), and opens without a rebuild.
+	var mg tailMerge
+	var txid int
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		mg, err = s.merge(tx, true)
+		txid = tx.ID()
+		return err
+	})
+	if err == nil {
+		s.tail.retire(mg, txid)
+	}
+	if cerr := s.db.Close(); cerr != nil {
+		return fmt.Errorf("close message db %s: %w", s.path, cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("close message db %s: merge hash index: %w", s.path, err)
 	}
 	return nil
 }
@@ -597,8 +647,22 @@ func (w *wtx) insert(m storage.Message, rec []byte) error {
 	if err := w.msg.Put(seqKey(seq), rec); err != nil {
 		return fmt.Errorf("put message: %w", err)
 	}
-	if err := w.hash.Put(hashKey(m.Hash, seq), empty); err != nil {
-		return fmt.Errorf("put hash index: %w", err)
+	if w.s.batch {
+		// The comparison path commits through bbolt alone: no tail.
+		if err := w.hash.Put(hashKey(m.Hash, seq), empty); err != nil {
+			return fmt.Errorf("put hash index: %w", err)
+		}
+	} else {
+		p := prefixOf(m.Hash)
+		w.s.tail.add(p, seq)
+		w.s.filter.add(p)
+		if w.s.filter.full() {
+			f, err := w.s.buildFilter(w.tx)
+			if err != nil {
+				return fmt.Errorf("rebuild hash filter: %w", err)
+			}
+			w.s.filter = f
+		}
 	}
 	if err := w.box.Put(boxKey(m.Owner, m.Namespace, seq), empty); err != nil {
 		return fmt.Errorf("put box index: %w", err)
@@ -611,13 +675,19 @@ func (w *wtx) insert(m storage.Message, rec []byte) error {
 	return nil
 }
 
-// get finds a message by hash, without its data.
-func (w *wtx) get(hash string) (record, bool, error) { return lookup(w.tx, hash, false) }
+// get finds a message by hash, without its data. In the commit loop the
+// filter answers for most hashes that are not held.
+func (w *wtx) get(hash string) (record, bool, error) {
+	if !w.s.batch && !w.s.filter.mayHold(prefixOf(hash)) {
+		return record{}, false, nil
+	}
+	return w.s.lookup(w.tx, hash, false)
+}
 
 // lookupOwned finds a message by hash only when owner owns it: hashes are
 // global, and an account may only see or change its own messages.
-func lookupOwned(tx *bolt.Tx, hash string, owner storage.Account) (record, bool, error) {
-	r, ok, err := lookup(tx, hash, false)
+func (s *Store) lookupOwned(tx *bolt.Tx, hash string, owner storage.Account) (record, bool, error) {
+	r, ok, err := s.lookup(tx, hash, false)
 	if err != nil || !ok || r.m.Owner != owner {
 		return record{}, false, err
 	}
@@ -632,6 +702,7 @@ func (w *wtx) remove(r record) error {
 	if err := w.hash.Delete(hashKey(r.m.Hash, r.seq)); err != nil {
 		return err
 	}
+	w.s.tail.remove(prefixOf(r.m.Hash), r.seq)
 	if err := w.box.Delete(boxKey(r.m.Owner, r.m.Namespace, r.seq)); err != nil {
 		return err
 	}
@@ -889,7 +960,7 @@ func (s *Store) Delete(ctx context.Context, owner storage.Account, hashes []stri
 		deleted = nil
 		w := s.wtx(tx)
 		for _, h := range hashes {
-			r, ok, err := lookupOwned(tx, h, owner)
+			r, ok, err := s.lookupOwned(tx, h, owner)
 			if err != nil {
 				return err
 			}
@@ -999,7 +1070,7 @@ func (s *Store) UpdateExpiry(ctx context.Context, owner storage.Account, hashes 
 		us = storage.ExpiryUpdates{}
 		w := s.wtx(tx)
 		for i, h := range hashes {
-			r, ok, err := lookupOwned(tx, h, owner)
+			r, ok, err := s.lookupOwned(tx, h, owner)
 			if err != nil {
 				return err
 			}
@@ -1218,6 +1289,9 @@ func (s *Store) viewIn(ctx context.Context, what string, inLoop bool, fn func(tx
 		err = s.submit(&op{fn: fn, read: true})
 	} else {
 		err = s.db.View(fn)
+		for errors.Is(err, errSnapshotBehind) {
+			err = s.db.View(fn)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -1259,7 +1333,7 @@ func (s *Store) Retrieve(ctx context.Context, owner storage.Account, ns storage.
 		prefix := boxPrefix(owner, ns)
 		start := prefix
 		if lastHash != "" {
-			r, ok, err := lookup(tx, lastHash, false)
+			r, ok, err := s.lookup(tx, lastHash, false)
 			if err != nil {
 				return err
 			}
@@ -1299,7 +1373,7 @@ func (s *Store) GetExpiries(ctx context.Context, owner storage.Account, hashes [
 	out := map[string]int64{}
 	err := s.viewOf(ctx, "get expiries", owner, func(tx *bolt.Tx) error {
 		for _, h := range hashes {
-			r, ok, err := lookupOwned(tx, h, owner)
+			r, ok, err := s.lookupOwned(tx, h, owner)
 			if err != nil {
 				return err
 			}

@@ -385,4 +385,3 @@ func TestReconnectResumesSession(t *testing.T) {
 		t.Fatalf("resumed per connection %v, want %v", resumed, want)
 	}
 }
-
