@@ -97,19 +97,20 @@ const (
 	// replays); checkpointBytes bounds the log and the transaction's dirty
 	// pages, which live in memory.
 	//
-	// checkpointBytes is what the node's memory under a store load turns
-	// on: the open transaction's materialised B-tree nodes are live heap
-	// (a random-order hash-index leaf is ~12 KB of inodes once touched), and
-	// the database pages mapped since the last trim are resident. Measured
-	// with BenchmarkSnoded at 100,000 held (VmRSS over the last 5 s / peak):
-	// 512 KiB 40.6 / 44.5–45.7 MiB, 256 KiB 38.0–38.7 / 42.4–43.2, 128 KiB
-	// 35.7–35.9 / 39.6–40.3, for about 4 % more CPU per store than 512 KiB
-	// (four times the checkpoints, each rewriting the leaves it touched and
-	// their branches). 32 MiB quadrupled the peak and halved the store
-	// rate: the collector, held to the board's soft limit, ran almost
-	// without pause.
+	// checkpointBytes trades heap for CPU: the open transaction's
+	// materialised B-tree nodes are live heap, and each checkpoint rewrites
+	// the leaves it touched and their branches. Before the hash index got
+	// its tail (hashtail.go) a store touched a random index leaf (~12 KB of
+	// inodes), and 128 KiB was needed to keep a store load under 40 MiB.
+	// Now the touched leaves are few, and interleaved BenchmarkSnoded runs
+	// at 100,000 held gave (node CPU per store, stores/s at 64 clients,
+	// VmRSS peak): 128 KiB 207–231 µs, 4,774–5,184/s, 31.5–32.2 MiB;
+	// 256 KiB 188–197 µs, 5,799–5,933/s, 32.8–33.0 MiB; 512 KiB
+	// 179–196 µs, 5,634–5,938/s, 32.6–32.9 MiB. Earlier, 32 MiB quadrupled
+	// the peak and halved the store rate: the collector, held to the
+	// board's soft limit, ran almost without pause.
 	checkpointInterval = 200 * time.Millisecond
-	checkpointBytes    = 128 << 10
+	checkpointBytes    = 512 << 10
 	// trimEvery: how often a checkpoint also hands back the database
 	// pages this process mapped (see trim). Under a store load every fault
 	// maps 16 neighbouring pages, so RSS climbs by tens of MiB a second
