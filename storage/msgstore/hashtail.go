@@ -180,6 +180,24 @@ func (s *Store) merge(tx *bolt.Tx, all bool) (tailMerge, error) {
 	return mg, met.Put(keyTailMarks, encodeMarks(mg.marks))
 }
 
+// mergeWholeTail merges every slice in a transaction of its own; the
+// commit loop must have no transaction open (it has stopped, or is idle).
+func (s *Store) mergeWholeTail() error {
+	var mg tailMerge
+	var txid int
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		mg, err = s.merge(tx, true)
+		txid = tx.ID()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.tail.retire(mg, txid)
+	return nil
+}
+
 // tailMerge is what a merge did, for retire.
 type tailMerge struct {
 	slices []int

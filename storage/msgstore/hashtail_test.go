@@ -30,18 +30,9 @@ func mergeAll(t *testing.T, s *Store) {
 // mergeNow is mergeAll for a commit loop known to be idle.
 func mergeNow(t *testing.T, s *Store) {
 	t.Helper()
-	var mg tailMerge
-	var txid int
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		mg, err = s.merge(tx, true)
-		txid = tx.ID()
-		return err
-	})
-	if err != nil {
+	if err := s.mergeWholeTail(); err != nil {
 		t.Fatal(err)
 	}
-	s.tail.retire(mg, txid)
 }
 
 func indexEntries(t *testing.T, s *Store) int {

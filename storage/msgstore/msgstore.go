@@ -508,17 +508,7 @@ func (s *Store) Close() error {
 	s.log.close()
 	// A file closed with an empty tail is whole for a build without one
 	// (an image rolled back to), and opens without a rebuild.
-	var mg tailMerge
-	var txid int
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		mg, err = s.merge(tx, true)
-		txid = tx.ID()
-		return err
-	})
-	if err == nil {
-		s.tail.retire(mg, txid)
-	}
+	err := s.mergeWholeTail()
 	if cerr := s.db.Close(); cerr != nil {
 		return fmt.Errorf("close message db %s: %w", s.path, cerr)
 	}
