@@ -496,22 +496,23 @@ func (s *Store) checkpoint() error {
 	}
 	tx := s.tx
 	s.tx = nil
+	// Until the commit lands, the tail holds entries of a transaction
+	// that may be lost.
+	s.tailStale = true
 	if err := putU64(tx.Bucket(bktMeta), keyLogged, s.log.lsn); err != nil {
 		tx.Rollback()
-		s.tailStale = true
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	mg, err := s.merge(tx, false)
 	if err != nil {
 		tx.Rollback()
-		s.tailStale = true
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	txid := tx.ID()
 	if err := tx.Commit(); err != nil {
-		s.tailStale = true
 		return fmt.Errorf("checkpoint: %w", err)
 	}
+	s.tailStale = false
 	s.tail.retire(mg, txid)
 	s.fsyncs.Add(1)
 	s.log.checkpointed()

@@ -100,3 +100,19 @@ func (s *Store) buildFilter(tx *bolt.Tx) (*hashFilter, error) {
 	s.tail.mu.Unlock()
 	return f, nil
 }
+
+// noteNew records a new message's hash in the tail and the filter,
+// building the filter again (from tx) when it is full.
+func (s *Store) noteNew(tx *bolt.Tx, p, seq uint64) error {
+	s.tail.add(p, seq)
+	s.filter.add(p)
+	if !s.filter.full() {
+		return nil
+	}
+	f, err := s.buildFilter(tx)
+	if err != nil {
+		return fmt.Errorf("rebuild hash filter: %w", err)
+	}
+	s.filter = f
+	return nil
+}

@@ -116,7 +116,7 @@ func (t *hashTail) remove(p, seq uint64) {
 	if len(seqs) == 1 {
 		delete(m, p)
 	} else {
-		m[p] = slices.Delete(slices.Clone(seqs), i, i+1)
+		m[p] = slices.Delete(seqs, i, i+1)
 	}
 	t.n--
 }

@@ -433,6 +433,14 @@ func decode(seq uint64, v []byte, full bool) (record, error) {
 func (s *Store) lookup(tx *bolt.Tx, hash string, full bool) (record, bool, error) {
 	p := hashPrefix(hash)
 	msgs := tx.Bucket(bktMsg)
+	// match reads candidate seq; ok is false when it holds another hash.
+	match := func(seq uint64, v []byte) (r record, ok bool, err error) {
+		if len(v) < recHeader || string(v[recHashAt:recHashAt+hashLen]) != hash {
+			return record{}, false, nil
+		}
+		r, err = decode(seq, v, full)
+		return r, err == nil, err
+	}
 	c := tx.Bucket(bktHash).Cursor()
 	for k, _ := c.Seek(p[:]); len(k) == 16 && bytes.Equal(k[:8], p[:]); k, _ = c.Next() {
 		seq := binary.BigEndian.Uint64(k[8:])
@@ -440,22 +448,17 @@ func (s *Store) lookup(tx *bolt.Tx, hash string, full bool) (record, bool, error
 		if v == nil {
 			return record{}, false, fmt.Errorf("index names missing message %d", seq)
 		}
-		if len(v) < recHeader || string(v[recHashAt:recHashAt+hashLen]) != hash {
-			continue
+		if r, ok, err := match(seq, v); ok || err != nil {
+			return r, ok, err
 		}
-		r, err := decode(seq, v, full)
-		return r, err == nil, err
 	}
 	seqs, behind := s.tail.find(binary.BigEndian.Uint64(p[:]))
 	for _, seq := range seqs {
-		// A tail entry may outlive its message (deleted, or its
-		// transaction thrown away): no record is no match.
-		v := msgs.Get(seqKey(seq))
-		if len(v) < recHeader || string(v[recHashAt:recHashAt+hashLen]) != hash {
-			continue
+		// The tail is the open transaction's: a read snapshot may not
+		// hold a message it names yet (or any more), which is no match.
+		if r, ok, err := match(seq, msgs.Get(seqKey(seq))); ok || err != nil {
+			return r, ok, err
 		}
-		r, err := decode(seq, v, full)
-		return r, err == nil, err
 	}
 	if !tx.Writable() && tx.ID() < behind {
 		return record{}, false, errSnapshotBehind
@@ -643,15 +646,8 @@ func (w *wtx) insert(m storage.Message, rec []byte) error {
 			return fmt.Errorf("put hash index: %w", err)
 		}
 	} else {
-		p := prefixOf(m.Hash)
-		w.s.tail.add(p, seq)
-		w.s.filter.add(p)
-		if w.s.filter.full() {
-			f, err := w.s.buildFilter(w.tx)
-			if err != nil {
-				return fmt.Errorf("rebuild hash filter: %w", err)
-			}
-			w.s.filter = f
+		if err := w.s.noteNew(w.tx, prefixOf(m.Hash), seq); err != nil {
+			return err
 		}
 	}
 	if err := w.box.Put(boxKey(m.Owner, m.Namespace, seq), empty); err != nil {
