@@ -38,6 +38,7 @@ func devnetUp(args []string) error {
 	fs.StringVar(&o.Snoded, "snoded", "", "snoded binary (default: next to snodectl, else go build)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "node log level")
 	fs.StringVar(&o.Transport, "transport", "https", "peer transport between nodes: https or omq (OxenMQ/CURVE, as upstream)")
+	fs.IntVar(&o.Procs, "procs", 0, "GOMAXPROCS of each node: 0 shares this machine's cores out among the nodes, -1 gives each all of them")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

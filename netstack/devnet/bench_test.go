@@ -44,6 +44,8 @@ const (
 // one board per node the entry does roughly its share of that.
 // The nodes=1 run is the same load on a lone node: the ratio between the
 // runs is what replication costs.
+// Each node runs with its share of the cores as GOMAXPROCS (devnet's
+// default, Options.Procs): one each for 3 or 7 nodes on 2 cores.
 // transport=omq is the same swarm with peers over OxenMQ, as upstream's
 // nodes talk to each other.
 func BenchmarkSwarmStores(b *testing.B) {
@@ -87,6 +89,7 @@ func benchStores(b *testing.B, size int, transport string) {
 	}
 	var total, incomplete atomic.Int64
 	cpu0, entryCPU0, clientCPU0 := devnetCPU(nodes), procCPU(nodes[0].PID), procCPU(os.Getpid())
+	syncs0 := devnetFsyncs(ctx, nodes)
 	b.ResetTimer()
 	start := time.Now()
 	for it := 0; it < b.N; it++ {
@@ -130,6 +133,7 @@ func benchStores(b *testing.B, size int, transport string) {
 	el := time.Since(start)
 	b.StopTimer()
 	cpu, entryCPU, clientCPU := devnetCPU(nodes)-cpu0, procCPU(nodes[0].PID)-entryCPU0, procCPU(os.Getpid())-clientCPU0
+	syncs := devnetFsyncs(ctx, nodes)
 	rate := float64(total.Load()) / el.Seconds()
 	b.ReportMetric(rate, "stores/s")
 	// Every node of the devnet runs on this machine: the work done per
@@ -151,6 +155,18 @@ func benchStores(b *testing.B, size int, transport string) {
 		b.ReportMetric(float64(clientCPU.Microseconds())/acked, "client_cpu_us/store")
 		// One board per node: the entry's CPU bounds the rate on one core.
 		b.ReportMetric(acked/entryCPU.Seconds(), "entry_stores/s/core")
+		// Stores per database sync: how well each node's writes group
+		// (the entry's from clients, a member's from forwarded batches).
+		if syncs0 != nil && syncs != nil {
+			b.ReportMetric(acked/float64(syncs[0]-syncs0[0]), "entry_stores/fsync")
+			var member int64
+			for i := 1; i < len(syncs); i++ {
+				member += syncs[i] - syncs0[i]
+			}
+			if member > 0 {
+				b.ReportMetric(acked*float64(len(syncs)-1)/float64(member), "member_stores/fsync")
+			}
+		}
 	}
 	b.ReportMetric(0, "ns/op")
 }
@@ -173,6 +189,20 @@ func devnetCPU(nodes []NodeInfo) time.Duration {
 		sum += procCPU(n.PID)
 	}
 	return sum
+}
+
+// devnetFsyncs is every node's database sync count, nil when a status
+// page does not answer.
+func devnetFsyncs(ctx context.Context, nodes []NodeInfo) []int64 {
+	out := make([]int64, len(nodes))
+	for i, n := range nodes {
+		st, err := FetchStatus(ctx, n.Status)
+		if err != nil {
+			return nil
+		}
+		out[i] = st.Fsyncs
+	}
+	return out
 }
 
 // procCPU is the user+system CPU time process pid has used.

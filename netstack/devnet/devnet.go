@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,14 @@ type Options struct {
 	// "omq" (OxenMQ/CURVE, as upstream storage servers do; each node also
 	// keeps HTTPS for clients).
 	Transport string
+	// Procs is each node's GOMAXPROCS. 0 shares this machine's cores out
+	// among the nodes (at least one each), as a container's CPU limit
+	// would: every node stands in for a board of its own, and nodes that
+	// each schedule onto every core spin their idle threads against one
+	// another (a 3-node swarm on 2 cores: 15 % more CPU per store).
+	// -1 leaves each node all the cores. A GOMAXPROCS in the environment
+	// wins over both.
+	Procs int
 	// Progress receives one line per step (nil: discarded).
 	Progress io.Writer
 }
@@ -93,6 +102,12 @@ func Up(ctx context.Context, opts Options) (*Devnet, error) {
 	}
 	if opts.LogLevel == "" {
 		opts.LogLevel = "info"
+	}
+	if opts.Procs < -1 {
+		return nil, fmt.Errorf("devnet: --procs %d: want a count, 0 (share the cores) or -1 (all cores each)", opts.Procs)
+	}
+	if opts.Procs == 0 {
+		opts.Procs = max(1, runtime.NumCPU()/opts.Nodes)
 	}
 	switch opts.Transport {
 	case "":
@@ -203,6 +218,9 @@ func (d *Devnet) start(i int) (*proc, error) {
 	}
 	cmd := exec.Command(name, argv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if d.opts.Procs > 0 && os.Getenv("GOMAXPROCS") == "" {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(d.opts.Procs))
+	}
 	// Own process group: a Ctrl-C on snodectl reaches us, and we stop the
 	// nodes in order instead of the terminal killing them mid-write.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -296,7 +314,13 @@ type Status struct {
 	X25519  string   `json:"x25519"`
 	SwarmID string   `json:"swarm_id"`
 	Members []string `json:"swarm_members"`
+	// Fsyncs counts the node's database syncs since start (benchmarks
+	// divide it by stores: how well writes group).
+	Fsyncs int64 `json:"fsyncs"`
 }
+
+// FetchStatus reads the /status.json of a node's status URL.
+func FetchStatus(ctx context.Context, url string) (Status, error) { return fetchStatus(ctx, url) }
 
 var statusClient = &http.Client{Timeout: 3 * time.Second}
 

@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -219,6 +221,20 @@ func runScenario(t *testing.T, opts Options) {
 		t.Fatal("nodes.json not written")
 	}
 	url := func(i int) string { return nodes[i].HTTPS }
+
+	// Each node stands in for a board: it gets its share of the cores.
+	if os.Getenv("GOMAXPROCS") == "" {
+		want := "GOMAXPROCS=" + strconv.Itoa(max(1, runtime.NumCPU()/opts.Nodes))
+		for i, n := range nodes {
+			env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", n.PID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(strings.Split(string(env), "\x00"), want) {
+				t.Errorf("node %d runs without %s", i, want)
+			}
+		}
+	}
 
 	// Store through one member, retrieve from every other member.
 	var msgs []stored
