@@ -196,7 +196,7 @@ func devnetCPU(nodes []NodeInfo) time.Duration {
 func devnetFsyncs(ctx context.Context, nodes []NodeInfo) []int64 {
 	out := make([]int64, len(nodes))
 	for i, n := range nodes {
-		st, err := FetchStatus(ctx, n.Status)
+		st, err := fetchStatus(ctx, n.Status)
 		if err != nil {
 			return nil
 		}

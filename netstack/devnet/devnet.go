@@ -319,9 +319,6 @@ type Status struct {
 	Fsyncs int64 `json:"fsyncs"`
 }
 
-// FetchStatus reads the /status.json of a node's status URL.
-func FetchStatus(ctx context.Context, url string) (Status, error) { return fetchStatus(ctx, url) }
-
 var statusClient = &http.Client{Timeout: 3 * time.Second}
 
 func fetchStatus(ctx context.Context, url string) (Status, error) {
