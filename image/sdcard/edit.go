@@ -113,7 +113,7 @@ func (c *Card) WritePart(n int, img string) error {
 		return err
 	}
 	defer f.Close()
-	if err := copyInto(f, img, int64(e.StartLBA)*mbr.SectorSize, e.Bytes()); err != nil {
+	if err := copyInto(f, img, int64(e.StartLBA)*mbr.SectorSize, e.Bytes(), false); err != nil {
 		return fmt.Errorf("write partition %d of %s: %w", n, c.Path, err)
 	}
 	return f.Sync()
@@ -131,7 +131,11 @@ func (c *Card) ExtractPart(n int, out string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(o, io.NewSectionReader(in, int64(e.StartLBA)*mbr.SectorSize, e.Bytes())); err != nil {
+	size, err := writeSparse(o, 0, io.NewSectionReader(in, int64(e.StartLBA)*mbr.SectorSize, e.Bytes()), true)
+	if err == nil {
+		err = o.Truncate(size)
+	}
+	if err != nil {
 		o.Close()
 		return fmt.Errorf("read partition %d of %s: %w", n, c.Path, err)
 	}

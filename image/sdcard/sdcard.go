@@ -222,7 +222,7 @@ func Build(ctx context.Context, s Spec) error {
 		} else if err := MakeFAT(ctx, img, p.Size, p.Label, volumeID(s.Seed, p.Label), sources[p.Number], s.Epoch); err != nil {
 			return err
 		}
-		if err := copyInto(f, img, p.Start, p.Size); err != nil {
+		if err := copyInto(f, img, p.Start, p.Size, true); err != nil {
 			return fmt.Errorf("partition %d: %w", p.Number, err)
 		}
 	}
@@ -344,7 +344,11 @@ func CopyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
+	n, err := writeSparse(out, 0, in, true)
+	if err == nil {
+		err = out.Truncate(n) // a trailing hole still counts in the size
+	}
+	if err != nil {
 		out.Close()
 		os.Remove(tmp)
 		return err
@@ -357,7 +361,8 @@ func CopyFile(src, dst string) error {
 }
 
 // copyInto writes the file img at offset off of f; it must fit in max.
-func copyInto(f *os.File, img string, off, max int64) error {
+// fresh says f reads as zeros there already (see writeSparse).
+func copyInto(f *os.File, img string, off, max int64, fresh bool) error {
 	in, err := os.Open(img)
 	if err != nil {
 		return err
@@ -370,6 +375,6 @@ func copyInto(f *os.File, img string, off, max int64) error {
 	if fi.Size() > max {
 		return fmt.Errorf("%s is %d bytes, the partition %d", img, fi.Size(), max)
 	}
-	_, err = io.Copy(io.NewOffsetWriter(f, off), in)
+	_, err = writeSparse(f, off, in, fresh)
 	return err
 }
