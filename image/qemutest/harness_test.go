@@ -122,6 +122,9 @@ func (e *env) bootFiles(tb testing.TB, machine string) assemble.BootFiles {
 }
 
 // freshState returns an empty state directory for a machine under build/.
+// A test that passes leaves nothing in it: each holds a card of up to
+// 512 MiB, and a CI machine's disk is not ours to fill. A failing test
+// keeps its disk and console logs to look at.
 func (e *env) freshState(tb testing.TB, name string) string {
 	tb.Helper()
 	dir := filepath.Join(e.repo, "build", "qemutest", name, "state")
@@ -131,6 +134,11 @@ func (e *env) freshState(tb testing.TB, name string) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() {
+		if !tb.Failed() {
+			os.RemoveAll(dir)
+		}
+	})
 	return dir
 }
 
