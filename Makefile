@@ -36,9 +36,12 @@ test: deps
 
 # Benchmarks print figures and ratios against the targets; never pass/fail on
 # time. The last lines gather every figure that has a target (benchfig).
+# make bench PPROF=build/pprof also profiles the node under each load of
+# BenchmarkSnoded (snoded run --pprof) and prints its heaviest functions.
+PPROF ?=
 bench: deps
 	@mkdir -p $(BUILD)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./... 2>&1 | tee $(BUILD)/bench.txt
+	SNODEBOX_PPROF_DIR=$(if $(PPROF),$(abspath $(PPROF))) $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./... 2>&1 | tee $(BUILD)/bench.txt
 	@echo; echo "== figures against their targets (from $(BUILD)/bench.txt)"
 	@grep -h ' FIGURE | ' $(BUILD)/bench.txt | sed 's/^.* FIGURE | //'
 

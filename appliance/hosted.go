@@ -32,6 +32,9 @@ type HostedConfig struct {
 	ConfigFile string
 	// StatusLANOnly refuses status clients outside private/loopback ranges.
 	StatusLANOnly bool
+	// Profiling serves CPU profiles on the status address
+	// (status.ProfilePath, loopback clients only).
+	Profiling bool
 	// LogLevel for the console (the status page ring keeps Info and up).
 	LogLevel slog.Level
 	// LogOutput is where logs go (default stderr).
@@ -72,7 +75,7 @@ func runHosted(ctx context.Context, cfg HostedConfig) error {
 	if cfg.Node.KeyDir == "" {
 		cfg.Node.KeyDir = filepath.Join(cfg.Node.DataDir, "keys")
 	}
-	rt := &app{log: log, ring: ring, hosted: true, nodeCfg: cfg.Node, policy: supervise.DefaultPolicy, history: status.NewHistory()}
+	rt := &app{log: log, ring: ring, hosted: true, nodeCfg: cfg.Node, policy: supervise.DefaultPolicy, history: status.NewHistory(), profiling: cfg.Profiling}
 	if cfg.Policy != nil {
 		rt.policy = *cfg.Policy
 	}

@@ -30,7 +30,7 @@ type hostedRun struct {
 	stop context.CancelFunc
 }
 
-func startHosted(t *testing.T, b board.Board) *hostedRun {
+func startHosted(t *testing.T, b board.Board, opts ...func(*HostedConfig)) *hostedRun {
 	t.Helper()
 	h := &hostedRun{done: make(chan error, 1), data: t.TempDir(), stat: nodetest.FreeAddr(t)}
 	started := make(chan *app, 1)
@@ -43,6 +43,9 @@ func startHosted(t *testing.T, b board.Board) *hostedRun {
 		LogOutput:      io.Discard,
 		HealthInterval: 1,
 		onStart:        func(a *app) { started <- a },
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
@@ -324,4 +327,32 @@ func TestTrafficFlickersWhileHealthy(t *testing.T) {
 		t.Fatal(err)
 	}
 	nodetest.Until(t, "a traffic flicker", func() bool { return b.Flickers() > 0 })
+}
+
+// snoded run --pprof: the status address answers `go tool pprof` (a
+// gzipped profile) beside the page; without the flag it has no such path.
+func TestHostedProfilingOnlyWhenAsked(t *testing.T) {
+	get := func(h *hostedRun) (int, []byte) {
+		t.Helper()
+		resp, err := http.Get("http://" + h.stat + status.ProfilePath + "?seconds=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
+	on := startHosted(t, sim.New(), func(c *HostedConfig) { c.Profiling = true })
+	if code, body := get(on); code != http.StatusOK || len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
+		t.Errorf("with --pprof: status %d, %d bytes, want a gzipped profile", code, len(body))
+	}
+	if resp, err := http.Get("http://" + on.stat + "/status.json"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("with --pprof the status page still answers: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	off := startHosted(t, sim.New())
+	if code, _ := get(off); code != http.StatusNotFound {
+		t.Errorf("without --pprof: status %d, want 404", code)
+	}
 }

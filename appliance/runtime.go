@@ -46,6 +46,9 @@ type app struct {
 	cfgErr  string
 	policy  supervise.Policy
 	clock   *clock.Clock
+	// profiling: the status server also answers CPU profiles to this
+	// host (snoded run --pprof).
+	profiling bool
 
 	booting   atomic.Bool
 	finishing atomic.Bool // PID 1 shutdown under way
@@ -193,6 +196,12 @@ func (rt *app) statusService(addr string, lanOnly bool) supervise.Service {
 		var h http.Handler = status.Handler(status.SourceFunc(rt.Report), rt.sim)
 		if lanOnly {
 			h = status.LANOnly(h)
+		}
+		if rt.profiling {
+			mux := http.NewServeMux()
+			mux.Handle("/", h)
+			mux.Handle("GET "+status.ProfilePath, status.CPUProfile())
+			h = mux
 		}
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(rt.log.Handler(), slog.LevelDebug)}
 		errc := make(chan error, 1)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/snodebox/snodebox/appliance/node"
 	"github.com/snodebox/snodebox/appliance/node/nodetest"
 	"github.com/snodebox/snodebox/appliance/procstat"
+	"github.com/snodebox/snodebox/appliance/status"
 	"github.com/snodebox/snodebox/storage/rpc"
 	"github.com/snodebox/snodebox/storage/rpcclient"
 )
@@ -236,7 +238,12 @@ func BenchmarkSnoded(b *testing.B) {
 		url := "https://" + listen
 		// The soft memory limit a 1 GiB Pi 3 gets (appliance.memoryLimit),
 		// not this host's: the RSS target is the board's.
-		p := startSnoded(b, bin, data, listen, nodetest.FreeAddr(b), "GOMEMLIMIT="+pi3MemoryLimit)
+		statusAddr := nodetest.FreeAddr(b)
+		var flags []string
+		if profileDir != "" {
+			flags = append(flags, "--pprof")
+		}
+		p := startSnodedWith(b, bin, data, listen, statusAddr, flags, "GOMEMLIMIT="+pi3MemoryLimit)
 		cl := newClient(64)
 		waitReady(b, cl, url, p.exited)
 		b.Logf("snoded run (child process) over HTTPS on loopback, per-IP rate limit DISABLED, every store fsynced, GOMEMLIMIT=%s as on a 1 GiB board", pi3MemoryLimit)
@@ -248,7 +255,9 @@ func BenchmarkSnoded(b *testing.B) {
 		var stored int
 		for _, phase := range []struct{ clients, stores int }{{16, 20_000}, {64, 80_000}} {
 			node0, cli0 := procCPU(pid), procCPU(os.Getpid())
+			prof := profilePhase(b, statusAddr, fmt.Sprintf("store%d", phase.clients), 2)
 			elapsed := storeLoad(b, cl, url, signers, phase.clients, phase.stores)
+			prof()
 			stored += phase.stores
 			rate := float64(phase.stores) / elapsed.Seconds()
 			b.ReportMetric(rate, fmt.Sprintf("stores/s@%d", phase.clients))
@@ -279,6 +288,7 @@ func BenchmarkSnoded(b *testing.B) {
 		var wg sync.WaitGroup
 		cpu0 = procCPU(pid)
 		self0 = procCPU(os.Getpid())
+		prof := profilePhase(b, statusAddr, "retrieve16", 1)
 		start := time.Now()
 		for range 16 {
 			wg.Add(1)
@@ -298,6 +308,7 @@ func BenchmarkSnoded(b *testing.B) {
 		}
 		wg.Wait()
 		rrate := float64(retrieves) / time.Since(start).Seconds()
+		prof()
 		b.ReportMetric(float64((procCPU(os.Getpid())-self0).Microseconds())/retrieves, "client_cpu_us/retrieve")
 		rcpu := float64((procCPU(pid) - cpu0).Microseconds()) / retrieves
 		b.ReportMetric(rrate, "retrieves/s@16")
@@ -316,6 +327,63 @@ func BenchmarkSnoded(b *testing.B) {
 		}
 		p.cmd.Process.Kill()
 		<-p.exited
+	}
+}
+
+// profileDir, set by `make bench PPROF=dir`, has BenchmarkSnoded start
+// the node with --pprof and take a CPU profile at the start of each load
+// (stores at 16 and 64 clients, retrieves): where the node's CPU per
+// request goes. Off by default: the profiler costs a few percent.
+var profileDir = os.Getenv("SNODEBOX_PPROF_DIR")
+
+// profilePhase starts a CPU profile of secs seconds through the node's
+// status address, unless profileDir is unset. The returned func waits for
+// it, writes it to profileDir/name.pprof, and logs its heaviest functions
+// (go tool pprof -top). The load should outlast secs; one that ends sooner
+// leaves idle time in the profile, which the total samples then show.
+func profilePhase(b *testing.B, statusAddr, name string, secs int) (wait func()) {
+	if profileDir == "" {
+		return func() {}
+	}
+	type result struct {
+		body []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("http://%s%s?seconds=%d", statusAddr, status.ProfilePath, secs))
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d: %s", resp.StatusCode, body)
+		}
+		done <- result{body, err}
+	}()
+	return func() {
+		r := <-done
+		if r.err != nil {
+			b.Logf("CPU profile %s: %v", name, r.err)
+			return
+		}
+		if err := os.MkdirAll(profileDir, 0o755); err != nil {
+			b.Logf("CPU profile %s: %v", name, err)
+			return
+		}
+		path := filepath.Join(profileDir, name+".pprof")
+		if err := os.WriteFile(path, r.body, 0o644); err != nil {
+			b.Logf("CPU profile %s: %v", name, err)
+			return
+		}
+		top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", path).CombinedOutput()
+		if err != nil {
+			b.Logf("CPU profile %s written to %s (go tool pprof: %v)", name, path, err)
+			return
+		}
+		b.Logf("CPU profile of the node, %s load (first %d s): %s\n%s", name, secs, path, top)
 	}
 }
 

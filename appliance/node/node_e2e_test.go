@@ -182,8 +182,15 @@ type snoded struct {
 
 func startSnoded(t testing.TB, bin, data, listen, status string, env ...string) *snoded {
 	t.Helper()
+	return startSnodedWith(t, bin, data, listen, status, nil, env...)
+}
+
+// startSnodedWith is startSnoded with more flags for `snoded run`.
+func startSnodedWith(t testing.TB, bin, data, listen, status string, flags []string, env ...string) *snoded {
+	t.Helper()
 	var log bytes.Buffer
-	cmd := exec.Command(bin, "run", "--data", data, "--listen", listen, "--status", status, "--no-rate-limit", "--log-level", "warn")
+	args := append([]string{"run", "--data", data, "--listen", listen, "--status", status, "--no-rate-limit", "--log-level", "warn"}, flags...)
+	cmd := exec.Command(bin, args...)
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}

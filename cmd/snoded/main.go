@@ -74,6 +74,7 @@ func runHosted(args []string) error {
 	fs.BoolVar(&nc.AllowPrivateProxy, "allow-private-proxy", false, "let onion proxy requests reach private and loopback addresses (devnets)")
 	fs.StringVar(&cfg.ConfigFile, "config", "", "snodebox.toml to validate and show on the status page (optional)")
 	fs.BoolVar(&cfg.StatusLANOnly, "status-lan-only", false, "refuse status page clients outside private and loopback ranges")
+	fs.BoolVar(&cfg.Profiling, "pprof", false, "serve CPU profiles to this host on the status address: go tool pprof http://STATUS/debug/pprof/profile?seconds=N")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
