@@ -37,7 +37,7 @@ test: deps
 # Benchmarks print figures and ratios against the targets; never pass/fail on
 # time. The last lines gather every figure that has a target (benchfig).
 # make bench PPROF=build/pprof also profiles the node under each load of
-# BenchmarkSnoded (snoded run --pprof) and prints its heaviest functions.
+# BenchmarkSnoded (snoded run --pprof) and prints where its time went.
 PPROF ?=
 bench: deps
 	@mkdir -p $(BUILD)

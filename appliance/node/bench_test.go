@@ -338,8 +338,8 @@ var profileDir = os.Getenv("SNODEBOX_PPROF_DIR")
 
 // profilePhase starts a CPU profile of secs seconds through the node's
 // status address, unless profileDir is unset. The returned func waits for
-// it, writes it to profileDir/name.pprof, and logs its heaviest functions
-// (go tool pprof -top). The load should outlast secs; one that ends sooner
+// it, writes it to profileDir/name.pprof, and prints where the time went
+// (go tool pprof -top -cum: the call paths that took most). The load should outlast secs; one that ends sooner
 // leaves idle time in the profile, which the total samples then show.
 func profilePhase(b *testing.B, statusAddr, name string, secs int) (wait func()) {
 	if profileDir == "" {
@@ -364,26 +364,28 @@ func profilePhase(b *testing.B, statusAddr, name string, secs int) (wait func())
 		done <- result{body, err}
 	}()
 	return func() {
+		// Printed, not logged: go test keeps only the first 10 lines a
+		// benchmark logs, and the figures are among them.
 		r := <-done
 		if r.err != nil {
-			b.Logf("CPU profile %s: %v", name, r.err)
+			fmt.Printf("CPU profile %s: %v\n", name, r.err)
 			return
 		}
 		if err := os.MkdirAll(profileDir, 0o755); err != nil {
-			b.Logf("CPU profile %s: %v", name, err)
+			fmt.Printf("CPU profile %s: %v\n", name, err)
 			return
 		}
 		path := filepath.Join(profileDir, name+".pprof")
 		if err := os.WriteFile(path, r.body, 0o644); err != nil {
-			b.Logf("CPU profile %s: %v", name, err)
+			fmt.Printf("CPU profile %s: %v\n", name, err)
 			return
 		}
-		top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", path).CombinedOutput()
+		top, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=40", path).CombinedOutput()
 		if err != nil {
-			b.Logf("CPU profile %s written to %s (go tool pprof: %v)", name, path, err)
+			fmt.Printf("CPU profile %s written to %s (go tool pprof: %v)\n", name, path, err)
 			return
 		}
-		b.Logf("CPU profile of the node, %s load (first %d s): %s\n%s", name, secs, path, top)
+		fmt.Printf("== CPU profile of the node, %s load (first %d s): %s\n%s\n", name, secs, path, top)
 	}
 }
 
