@@ -97,3 +97,68 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 	})
 }
+
+// acceptanceCases are inputs Unmarshal accepts and refuses, for checking
+// that Valid and SplitList draw the same line.
+var acceptanceCases = []string{
+	"i0e", "i-7e", "i18446744073709551615e", "0:", "3:abc", "le", "de",
+	"l1:xi3ed1:k1:vee", "d1:a4:\x00\x01\x02\xff4:listl1:xi3ed1:k1:vee1:zi-7ee",
+	"l7:storaged6:pubkey3:abc4:datai1eee", "d1:bi1e1:ai2ee", "d1:ai1e1:ai2ee",
+	"", "i", "ie", "i-0e", "i01e", "i1", "5:abc", "-1:a", "l", "d1:a", "d1:ai1e",
+	"di1ei2ee", "x", "i1ei2e", "99999999999:a", "l" + string(bytes.Repeat([]byte("l"), 100)),
+	"l1:xe1:y", "li1e", "l5:abce", "lxe", "li01ee", "ld1:ai1eee",
+}
+
+func TestValidAcceptsWhatUnmarshalDoes(t *testing.T) {
+	for _, in := range acceptanceCases {
+		_, uerr := Unmarshal([]byte(in))
+		if verr := Valid([]byte(in)); (verr == nil) != (uerr == nil) {
+			t.Errorf("%q: Valid says %v, Unmarshal %v", in, verr, uerr)
+		}
+	}
+}
+
+// SplitList hands back each element's own encoding: decoding a part gives
+// the element Unmarshal finds in the list.
+func TestSplitListPartsAreTheElements(t *testing.T) {
+	for _, in := range acceptanceCases {
+		v, uerr := Unmarshal([]byte(in))
+		list, isList := v.([]any)
+		parts, err := SplitList([]byte(in))
+		if uerr != nil || !isList {
+			if err == nil {
+				t.Errorf("%q: SplitList = %q, want an error (Unmarshal: %v, %T)", in, parts, uerr, v)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: SplitList: %v", in, err)
+			continue
+		}
+		if len(parts) != len(list) {
+			t.Errorf("%q: %d parts, want %d", in, len(parts), len(list))
+			continue
+		}
+		for i, p := range parts {
+			if e, err := Unmarshal(p); err != nil || !reflect.DeepEqual(e, list[i]) {
+				t.Errorf("%q part %d = %q: decodes to %v (%v), want %v", in, i, p, e, err, list[i])
+			}
+		}
+	}
+}
+
+func FuzzValidAgreesWithUnmarshal(f *testing.F) {
+	for _, in := range acceptanceCases {
+		f.Add([]byte(in))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		v, uerr := Unmarshal(in)
+		if verr := Valid(in); (verr == nil) != (uerr == nil) {
+			t.Fatalf("Valid says %v, Unmarshal %v", verr, uerr)
+		}
+		_, isList := v.([]any)
+		if _, err := SplitList(in); (err == nil) != (uerr == nil && isList) {
+			t.Fatalf("SplitList says %v; Unmarshal %v, a list: %v", err, uerr, isList)
+		}
+	})
+}

@@ -123,24 +123,21 @@ func (t *Transport) Handle(command string, h peer.Handler) {
 	}
 }
 
-// splitBody turns a call's body into upstream's request parts.
+// splitBody turns a call's body into upstream's request parts. A
+// storage_cc body is the bt list [method, params]; its params go out as
+// the bytes they arrived in.
 func splitBody(command string, body []byte) ([][]byte, error) {
 	switch command {
 	case peer.CmdStorageCC:
-		v, err := bencode.Unmarshal(body)
-		l, ok := v.([]any)
-		if err != nil || !ok || len(l) != 2 {
+		l, err := bencode.SplitList(body)
+		if err != nil || len(l) != 2 {
 			return nil, fmt.Errorf("storage_cc body is not [method, params]")
 		}
-		method, ok := l[0].([]byte)
-		if !ok {
+		method, err := bencode.Unmarshal(l[0])
+		if _, isStr := method.([]byte); err != nil || !isStr {
 			return nil, fmt.Errorf("storage_cc method is not a string")
 		}
-		params, err := bencode.Marshal(l[1])
-		if err != nil {
-			return nil, err
-		}
-		return [][]byte{method, params}, nil
+		return [][]byte{method.([]byte), l[1]}, nil
 	case peer.CmdPing:
 		return nil, nil
 	}
@@ -154,11 +151,17 @@ func joinParts(command string, parts [][]byte) ([]byte, error) {
 		if len(parts) != 2 {
 			return nil, fmt.Errorf("Invalid request: expected 2 message parts, received %d", len(parts))
 		}
-		params, err := bencode.Unmarshal(parts[1])
-		if err != nil {
+		if err := bencode.Valid(parts[1]); err != nil {
 			return nil, fmt.Errorf("Invalid request: params: %v", err)
 		}
-		return bencode.Marshal([]any{parts[0], params})
+		method, params := parts[0], parts[1]
+		b := make([]byte, 0, len(method)+len(params)+16)
+		b = append(b, 'l')
+		b = strconv.AppendInt(b, int64(len(method)), 10)
+		b = append(b, ':')
+		b = append(b, method...)
+		b = append(b, params...)
+		return append(b, 'e'), nil
 	case peer.CmdPing:
 		return nil, nil
 	}

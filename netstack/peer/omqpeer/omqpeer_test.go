@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/snodebox/snodebox/netstack/bencode"
@@ -107,5 +108,28 @@ func TestCallsBetweenServiceNodes(t *testing.T) {
 	wrong.X25519[0] ^= 1
 	if _, err := nodes[0].t.Call(ctx, wrong, peer.CmdPing, nil); !errors.Is(err, peer.ErrUnreachable) && !errors.Is(err, peer.ErrTimeout) {
 		t.Errorf("wrong peer key: %v", err)
+	}
+}
+
+// An upstream peer's storage_cc arrives as two parts; the handler gets them
+// as the one bt list the HTTPS framing carries, and malformed params are
+// refused before any handler runs.
+func TestStorageCCPartsJoin(t *testing.T) {
+	params := bencode.MustMarshal(map[string]any{"pubkey": "05ab", "data": "x"})
+	body, err := joinParts(peer.CmdStorageCC, [][]byte{[]byte("store"), params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := bencode.MustMarshal([]any{"store", map[string]any{"pubkey": "05ab", "data": "x"}}); string(body) != string(want) {
+		t.Errorf("joined %q, want %q", body, want)
+	}
+	for _, parts := range [][][]byte{
+		{[]byte("store"), []byte("d6:pubkey")},
+		{[]byte("store"), append(params, 'x')},
+		{[]byte("store")},
+	} {
+		if b, err := joinParts(peer.CmdStorageCC, parts); err == nil || !strings.HasPrefix(err.Error(), "Invalid request") {
+			t.Errorf("parts %q joined to %q, %v: want an Invalid request error", parts, b, err)
+		}
 	}
 }
