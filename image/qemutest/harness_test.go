@@ -122,12 +122,19 @@ func (e *env) bootFiles(tb testing.TB, machine string) assemble.BootFiles {
 }
 
 // freshState returns an empty state directory for a machine under build/.
-// A test that passes leaves nothing in it: each holds a card of up to
-// 512 MiB, and a CI machine's disk is not ours to fill. A failing test
-// keeps its disk and console logs to look at.
 func (e *env) freshState(tb testing.TB, name string) string {
 	tb.Helper()
-	dir := filepath.Join(e.repo, "build", "qemutest", name, "state")
+	return e.scratch(tb, filepath.Join(name, "state"))
+}
+
+// scratch returns an empty directory build/qemutest/name for one test's
+// outputs. A test that passes leaves nothing in it: cards are up to
+// 512 MiB each (sparse, still 75-110 MiB of data), and a CI machine's disk
+// is not ours to fill. A failing test keeps its disks, images and console
+// logs to look at.
+func (e *env) scratch(tb testing.TB, name string) string {
+	tb.Helper()
+	dir := filepath.Join(e.repo, "build", "qemutest", name)
 	if err := os.RemoveAll(dir); err != nil {
 		tb.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func TestInitramfsLayoutPerBoard(t *testing.T) {
 	e := setup(t)
 	b := assemble.New(e.repo, nil, nil)
 	b.Version = "layout-test"
-	dir := filepath.Join(e.repo, "build", "qemutest", "layout")
+	dir := e.scratch(t, "layout-initramfs")
 	for _, tc := range []struct {
 		board string
 		must  []string // modules (normalized names) the board cannot boot without
@@ -165,7 +165,7 @@ func checkE2fsprogs(t *testing.T, files map[string]initramfs.Entry) {
 // Kernel Image and board device trees come out of the pinned package.
 func TestKernelAndDeviceTreePerBoard(t *testing.T) {
 	e := setup(t)
-	dir := filepath.Join(e.repo, "build", "qemutest", "layout")
+	dir := e.scratch(t, "layout-kernel")
 	for _, tc := range []struct{ board, compatible string }{
 		{"qemu-arm64", ""},
 		{"rpi3", "raspberrypi,3-model-b"},

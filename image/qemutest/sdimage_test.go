@@ -23,7 +23,7 @@ func TestPiImagesHoldWhatTheBoardBootsFrom(t *testing.T) {
 	e := setup(t)
 	b := *e.b
 	b.Version = "content-test"
-	dir := filepath.Join(e.repo, "build", "qemutest", "content")
+	dir := e.scratch(t, "content")
 	for _, tc := range []struct {
 		board    string
 		firmware []string
@@ -177,7 +177,7 @@ func TestImageBuildIsReproducible(t *testing.T) {
 	e := setup(t)
 	b := *e.b
 	b.Version = "repro-test"
-	dir := filepath.Join(e.repo, "build", "qemutest", "repro")
+	dir := e.scratch(t, "repro")
 	var sums [2][32]byte
 	for i := range sums {
 		out := filepath.Join(dir, "qemu-arm64-"+string(rune('a'+i))+".img")

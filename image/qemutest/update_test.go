@@ -164,8 +164,7 @@ func (e *env) updateKit(t testing.TB) *updateKit {
 	t.Helper()
 	ctx := context.Background()
 	im := e.images(t)
-	k := &updateKit{dir: filepath.Join(e.repo, "build", "qemutest", "update")}
-	os.RemoveAll(k.dir)
+	k := &updateKit{dir: e.scratch(t, "update")}
 	k.rel, k.other, k.admin, k.admin2 = key(t, k.dir, "rel"), key(t, k.dir, "other"), key(t, k.dir, "admin"), key(t, k.dir, "admin2")
 	b := *e.b
 	b.Version = "v1"
