@@ -36,8 +36,9 @@ test: deps
 
 # Benchmarks print figures and ratios against the targets; never pass/fail on
 # time. The last lines gather every figure that has a target (benchfig).
-# make bench PPROF=build/pprof also profiles the node under each load of
-# BenchmarkSnoded (snoded run --pprof) and prints where its time went.
+# make bench PPROF=build/pprof also profiles the nodes under load (snoded
+# run --pprof: BenchmarkSnoded's three loads, the 3-node swarm's entry and a
+# member) and prints where their time went.
 PPROF ?=
 bench: deps
 	@mkdir -p $(BUILD)

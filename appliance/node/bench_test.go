@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -16,10 +15,10 @@ import (
 	"time"
 
 	"github.com/snodebox/snodebox/appliance/benchfig"
+	"github.com/snodebox/snodebox/appliance/benchprof"
 	"github.com/snodebox/snodebox/appliance/node"
 	"github.com/snodebox/snodebox/appliance/node/nodetest"
 	"github.com/snodebox/snodebox/appliance/procstat"
-	"github.com/snodebox/snodebox/appliance/status"
 	"github.com/snodebox/snodebox/storage/rpc"
 	"github.com/snodebox/snodebox/storage/rpcclient"
 )
@@ -240,7 +239,7 @@ func BenchmarkSnoded(b *testing.B) {
 		// not this host's: the RSS target is the board's.
 		statusAddr := nodetest.FreeAddr(b)
 		var flags []string
-		if profileDir != "" {
+		if benchprof.Dir() != "" {
 			flags = append(flags, "--pprof")
 		}
 		p := startSnodedWith(b, bin, data, listen, statusAddr, flags, "GOMEMLIMIT="+pi3MemoryLimit)
@@ -255,7 +254,7 @@ func BenchmarkSnoded(b *testing.B) {
 		var stored int
 		for _, phase := range []struct{ clients, stores int }{{16, 20_000}, {64, 80_000}} {
 			node0, cli0 := procCPU(pid), procCPU(os.Getpid())
-			prof := profilePhase(b, statusAddr, fmt.Sprintf("store%d", phase.clients), 2)
+			prof := benchprof.Start(statusAddr, fmt.Sprintf("snoded-store%d", phase.clients), 2)
 			elapsed := storeLoad(b, cl, url, signers, phase.clients, phase.stores)
 			prof()
 			stored += phase.stores
@@ -288,7 +287,7 @@ func BenchmarkSnoded(b *testing.B) {
 		var wg sync.WaitGroup
 		cpu0 = procCPU(pid)
 		self0 = procCPU(os.Getpid())
-		prof := profilePhase(b, statusAddr, "retrieve16", 1)
+		prof := benchprof.Start(statusAddr, "snoded-retrieve16", 1)
 		start := time.Now()
 		for range 16 {
 			wg.Add(1)
@@ -327,65 +326,6 @@ func BenchmarkSnoded(b *testing.B) {
 		}
 		p.cmd.Process.Kill()
 		<-p.exited
-	}
-}
-
-// profileDir, set by `make bench PPROF=dir`, has BenchmarkSnoded start
-// the node with --pprof and take a CPU profile at the start of each load
-// (stores at 16 and 64 clients, retrieves): where the node's CPU per
-// request goes. Off by default: the profiler costs a few percent.
-var profileDir = os.Getenv("SNODEBOX_PPROF_DIR")
-
-// profilePhase starts a CPU profile of secs seconds through the node's
-// status address, unless profileDir is unset. The returned func waits for
-// it, writes it to profileDir/name.pprof, and prints where the time went
-// (go tool pprof -top -cum: the call paths that took most). The load should outlast secs; one that ends sooner
-// leaves idle time in the profile, which the total samples then show.
-func profilePhase(b *testing.B, statusAddr, name string, secs int) (wait func()) {
-	if profileDir == "" {
-		return func() {}
-	}
-	type result struct {
-		body []byte
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		resp, err := http.Get(fmt.Sprintf("http://%s%s?seconds=%d", statusAddr, status.ProfilePath, secs))
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("status %d: %s", resp.StatusCode, body)
-		}
-		done <- result{body, err}
-	}()
-	return func() {
-		// Printed, not logged: go test keeps only the first 10 lines a
-		// benchmark logs, and the figures are among them.
-		r := <-done
-		if r.err != nil {
-			fmt.Printf("CPU profile %s: %v\n", name, r.err)
-			return
-		}
-		if err := os.MkdirAll(profileDir, 0o755); err != nil {
-			fmt.Printf("CPU profile %s: %v\n", name, err)
-			return
-		}
-		path := filepath.Join(profileDir, name+".pprof")
-		if err := os.WriteFile(path, r.body, 0o644); err != nil {
-			fmt.Printf("CPU profile %s: %v\n", name, err)
-			return
-		}
-		top, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=40", path).CombinedOutput()
-		if err != nil {
-			fmt.Printf("CPU profile %s written to %s (go tool pprof: %v)\n", name, path, err)
-			return
-		}
-		fmt.Printf("== CPU profile of the node, %s load (first %d s): %s\n%s\n", name, secs, path, top)
 	}
 }
 

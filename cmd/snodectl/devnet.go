@@ -39,6 +39,7 @@ func devnetUp(args []string) error {
 	fs.StringVar(&o.LogLevel, "log-level", "info", "node log level")
 	fs.StringVar(&o.Transport, "transport", "https", "peer transport between nodes: https or omq (OxenMQ/CURVE, as upstream)")
 	fs.IntVar(&o.Procs, "procs", 0, "GOMAXPROCS of each node: 0 shares this machine's cores out among the nodes, -1 gives each all of them")
+	fs.BoolVar(&o.Profiling, "pprof", false, "start the nodes with --pprof: go tool pprof http://STATUS/debug/pprof/profile?seconds=N from this host")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/snodebox/snodebox/appliance/benchfig"
+	"github.com/snodebox/snodebox/appliance/benchprof"
 	"github.com/snodebox/snodebox/appliance/procstat"
 	"github.com/snodebox/snodebox/storage"
 	"github.com/snodebox/snodebox/storage/msgstore"
@@ -69,7 +70,7 @@ type storeAnswer struct {
 
 func benchStores(b *testing.B, size int, transport string) {
 	ctx := context.Background()
-	d, err := Up(ctx, Options{Nodes: size, Dir: filepath.Join(b.TempDir(), "devnet"), BasePort: freeBase(b, 20), Snoded: snodedBin, LogLevel: "warn", Transport: transport})
+	d, err := Up(ctx, Options{Nodes: size, Dir: filepath.Join(b.TempDir(), "devnet"), BasePort: freeBase(b, 20), Snoded: snodedBin, LogLevel: "warn", Transport: transport, Profiling: benchprof.Dir() != ""})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -90,6 +91,14 @@ func benchStores(b *testing.B, size int, transport string) {
 	var total, incomplete atomic.Int64
 	cpu0, entryCPU0, clientCPU0 := devnetCPU(nodes), procCPU(nodes[0].PID), procCPU(os.Getpid())
 	syncs0 := devnetFsyncs(ctx, nodes)
+	// With make bench PPROF=dir: the entry and one member of a 3-node
+	// swarm, over the load's first second (about a second long).
+	var profs []func()
+	if size == 3 {
+		for i, role := range []string{"entry", "member"} {
+			profs = append(profs, benchprof.Start(strings.TrimPrefix(nodes[i].Status, "http://"), fmt.Sprintf("swarm3-%s-%s", transport, role), 1))
+		}
+	}
 	b.ResetTimer()
 	start := time.Now()
 	for it := 0; it < b.N; it++ {
@@ -132,6 +141,9 @@ func benchStores(b *testing.B, size int, transport string) {
 	}
 	el := time.Since(start)
 	b.StopTimer()
+	for _, wait := range profs {
+		wait()
+	}
 	cpu, entryCPU, clientCPU := devnetCPU(nodes)-cpu0, procCPU(nodes[0].PID)-entryCPU0, procCPU(os.Getpid())-clientCPU0
 	syncs := devnetFsyncs(ctx, nodes)
 	rate := float64(total.Load()) / el.Seconds()

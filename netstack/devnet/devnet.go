@@ -43,6 +43,10 @@ type Options struct {
 	// -1 leaves each node all the cores. A GOMAXPROCS in the environment
 	// wins over both.
 	Procs int
+	// Profiling starts every node with --pprof: each serves CPU profiles
+	// on its status address to its own host (so, in a netns devnet, to
+	// nobody outside its namespace).
+	Profiling bool
 	// Progress receives one line per step (nil: discarded).
 	Progress io.Writer
 }
@@ -204,6 +208,9 @@ func (d *Devnet) start(i int) (*proc, error) {
 	}
 	if i == 0 {
 		args = append(args, "--serve-registry")
+	}
+	if d.opts.Profiling {
+		args = append(args, "--pprof")
 	}
 	name, argv := d.opts.Snoded, args
 	if d.ns != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snodebox/snodebox/appliance/status"
 	"github.com/snodebox/snodebox/storage"
 	"github.com/snodebox/snodebox/storage/rpcclient"
 )
@@ -181,7 +183,7 @@ func swarmOf(ctx context.Context, url string, u user) (swarmView, error) {
 
 func TestDevnetLoopback(t *testing.T) {
 	base := freeBase(t, 40)
-	runScenario(t, Options{BasePort: base})
+	runScenario(t, Options{BasePort: base, Profiling: true})
 }
 
 // The same scenario with every peer call over OxenMQ (CURVE), as upstream
@@ -233,6 +235,21 @@ func runScenario(t *testing.T, opts Options) {
 			if !slices.Contains(strings.Split(string(env), "\x00"), want) {
 				t.Errorf("node %d runs without %s", i, want)
 			}
+		}
+	}
+	// --pprof reaches the nodes: a profile where asked, none otherwise.
+	if !opts.Netns {
+		want := http.StatusNotFound
+		if opts.Profiling {
+			want = http.StatusOK
+		}
+		resp, err := http.Get(nodes[1].Status + status.ProfilePath + "?seconds=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("profile of node 1 with Profiling=%v: HTTP %d, want %d", opts.Profiling, resp.StatusCode, want)
 		}
 	}
 
