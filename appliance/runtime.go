@@ -203,7 +203,10 @@ func (rt *app) statusService(addr string, lanOnly bool) supervise.Service {
 			mux.Handle("GET "+status.ProfilePath, status.CPUProfile())
 			h = mux
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(rt.log.Handler(), slog.LevelDebug)}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(rt.log.Handler(), slog.LevelDebug),
+			// Requests end with the service: a CPU profile (up to
+			// 120 s) must not outlive a restart.
+			BaseContext: func(net.Listener) context.Context { return ctx }}
 		errc := make(chan error, 1)
 		go func() { errc <- srv.Serve(ln) }()
 		select {

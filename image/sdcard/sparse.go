@@ -37,23 +37,20 @@ func writeSparse(f *os.File, off int64, r io.Reader, fresh bool) (int64, error) 
 		m, err := io.ReadFull(r, buf)
 		if m > 0 {
 			chunk := buf[:m]
-			switch {
-			case !bytes.Equal(chunk, zeroBlock[:m]):
-				if _, werr := f.WriteAt(chunk, off+n); werr != nil {
-					return n, werr
+			write := !bytes.Equal(chunk, zeroBlock[:m])
+			if !write && !fresh {
+				// Zeros over old data: a hole, or written zeros where
+				// the filesystem cannot punch one.
+				write = !canPunch
+				if canPunch {
+					perr := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off+n, int64(m))
+					if perr != nil && !errors.Is(perr, unix.EOPNOTSUPP) && !errors.Is(perr, unix.ENOSYS) {
+						return n, fmt.Errorf("punch hole at %d: %w", off+n, perr)
+					}
+					canPunch, write = perr == nil, perr != nil
 				}
-			case fresh:
-			case canPunch:
-				perr := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off+n, int64(m))
-				if perr == nil {
-					break
-				}
-				if !errors.Is(perr, unix.EOPNOTSUPP) && !errors.Is(perr, unix.ENOSYS) {
-					return n, fmt.Errorf("punch hole at %d: %w", off+n, perr)
-				}
-				canPunch = false
-				fallthrough
-			default:
+			}
+			if write {
 				if _, werr := f.WriteAt(chunk, off+n); werr != nil {
 					return n, werr
 				}
