@@ -59,4 +59,14 @@ if [ -z "${HOME:-}" ]; then HOME=$(getent passwd "$(id -u)" | cut -d: -f6); expo
 export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 echo "install-deps: $(go version)"
 go mod download
+
+# The tests write up to about 1.3 GiB under build/ (kernels, card images,
+# QEMU disks, all sparse) and Go's build cache about 1 GiB more. Say so up
+# front when the disk is short, rather than let tests fail on ENOSPC
+# halfway through (a CI run once did).
+need_mib=3072
+free_mib=$(df -Pm . 2>/dev/null | awk 'NR == 2 { print $4 }')
+if [ -n "$free_mib" ] && [ "$free_mib" -lt "$need_mib" ]; then
+	echo "install-deps: WARNING: ${free_mib} MiB free on this disk; make test needs about ${need_mib} MiB (build/, Go's build cache)" >&2
+fi
 echo "install-deps: ok"
