@@ -204,14 +204,17 @@ func LANOnly(h http.Handler) http.Handler {
 
 // LANAddr reports whether a "host:port" (or bare host) is a local-network client.
 func LANAddr(remote string) bool {
+	a, ok := clientIP(remote)
+	return ok && (a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast())
+}
+
+// clientIP is the address of a "host:port" (or bare host), IPv4-mapped
+// addresses unmapped.
+func clientIP(remote string) (netip.Addr, bool) {
 	host := remote
 	if h, _, err := net.SplitHostPort(remote); err == nil {
 		host = h
 	}
 	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return false
-	}
-	a = a.Unmap()
-	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast()
+	return a.Unmap(), err == nil
 }

@@ -2,9 +2,7 @@ package status
 
 import (
 	"bytes"
-	"net"
 	"net/http"
-	"net/netip"
 	"runtime/pprof"
 	"strconv"
 	"time"
@@ -70,10 +68,6 @@ func CPUProfile() http.Handler {
 
 // loopbackAddr reports whether a "host:port" is this host.
 func loopbackAddr(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host = remote
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.Unmap().IsLoopback()
+	a, ok := clientIP(remote)
+	return ok && a.IsLoopback()
 }

@@ -131,11 +131,7 @@ func (c *Card) ExtractPart(n int, out string) error {
 	if err != nil {
 		return err
 	}
-	size, err := writeSparse(o, 0, io.NewSectionReader(in, int64(e.StartLBA)*mbr.SectorSize, e.Bytes()), true)
-	if err == nil {
-		err = o.Truncate(size)
-	}
-	if err != nil {
+	if err := copyToNew(o, io.NewSectionReader(in, int64(e.StartLBA)*mbr.SectorSize, e.Bytes())); err != nil {
 		o.Close()
 		return fmt.Errorf("read partition %d of %s: %w", n, c.Path, err)
 	}

@@ -344,11 +344,7 @@ func CopyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	n, err := writeSparse(out, 0, in, true)
-	if err == nil {
-		err = out.Truncate(n) // a trailing hole still counts in the size
-	}
-	if err != nil {
+	if err := copyToNew(out, in); err != nil {
 		out.Close()
 		os.Remove(tmp)
 		return err

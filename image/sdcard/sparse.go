@@ -65,3 +65,13 @@ func writeSparse(f *os.File, off int64, r io.Reader, fresh bool) (int64, error) 
 		}
 	}
 }
+
+// copyToNew copies r into f, a file just created, leaving holes for zeros;
+// the size is set at the end, so a trailing run of zeros still counts.
+func copyToNew(f *os.File, r io.Reader) error {
+	n, err := writeSparse(f, 0, r, true)
+	if err != nil {
+		return err
+	}
+	return f.Truncate(n)
+}
